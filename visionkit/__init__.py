@@ -1,0 +1,11 @@
+"""visionkit: the deep-learning computer-vision workflow behind one API and one CLI.
+
+Importing the package is cheap: torch, torchvision and transformers are imported
+inside the functions that need them, so ``visionkit --help`` answers at once.
+"""
+
+from visionkit.errors import ConfigError, DataError, ImageError, VisionKitError
+
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "DataError", "ImageError", "VisionKitError", "__version__"]
