@@ -1,4 +1,4 @@
-"""Dataset formats: each one read into a :class:`~visionkit.data.records.Catalog` and written from one.
+"""Dataset formats, each read into a :class:`~visionkit.data.records.Catalog` and written from one.
 
 Every format module (``coco``, ``yolo``, ``voc``, ``folder``, ``masks``) has the same
 four functions, so this registry, the checks and the CLI treat them alike:
@@ -30,15 +30,23 @@ from visionkit.errors import DataError
 FORMAT_NAMES = ("coco", "yolo", "voc", "folder", "masks")
 """Every dataset format, in the order :func:`detect_format` tries them."""
 
-__all__ = ["FORMAT_NAMES", "Problems", "detect_format", "format_module", "read_catalog",
-           "write_catalog"]
+__all__ = [
+    "FORMAT_NAMES",
+    "Problems",
+    "detect_format",
+    "format_module",
+    "read_catalog",
+    "write_catalog",
+]
 
 
 def format_module(name: str) -> ModuleType:
     """The module that reads and writes format ``name`` (one of :data:`FORMAT_NAMES`)."""
     if name not in FORMAT_NAMES:
-        raise DataError(f"unknown dataset format {name!r}; expected one of {', '.join(FORMAT_NAMES)}",
-                        field="format")
+        raise DataError(
+            f"unknown dataset format {name!r}; expected one of {', '.join(FORMAT_NAMES)}",
+            field="format",
+        )
     return importlib.import_module(f"visionkit.data.formats.{name}")
 
 
@@ -86,10 +94,15 @@ def read_catalog(
     if split is None:
         split = "train" if "train" in available or not available else available[0]
     elif available and split not in available:
-        raise DataError(f"no split {split!r}; this dataset has {', '.join(available)}",
-                        file=path, field="split")
-    return module.read(path, split, problems or Problems(strict=True),
-                       images=None if images is None else Path(images))
+        raise DataError(
+            f"no split {split!r}; this dataset has {', '.join(available)}", file=path, field="split"
+        )
+    return module.read(
+        path,
+        split,
+        problems or Problems(strict=True),
+        images=None if images is None else Path(images),
+    )
 
 
 def write_catalog(catalog: Catalog, out: str | Path, format: str, split: str = "train") -> Path:

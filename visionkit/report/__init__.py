@@ -1,0 +1,1 @@
+"""Things a person opens: dataset previews now, HTML run reports as the toolkit grows."""
