@@ -2,15 +2,22 @@
 
 Boxes are ``xyxy`` absolute pixels everywhere inside visionkit; COCO files store
 ``xywh`` and YOLO files normalised ``cxcywh``, and each format converts here, once,
-at its edge. The conversions accept numpy arrays and torch tensors alike (``[..., 4]``)
-and return the same type, so the data layer can use them without importing torch.
+at its edge. Every function accepts numpy arrays and torch tensors alike and returns
+the same type, so the data layer and the metrics can use them without importing torch;
+only NMS, which runs torchvision's kernel, imports torch (inside the call).
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+from visionkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
@@ -61,7 +68,7 @@ def box_convert(boxes: ArrayT, in_fmt: str, out_fmt: str) -> ArrayT:
     """
     for fmt in (in_fmt, out_fmt):
         if fmt not in BOX_FORMATS:
-            raise ValueError(f"unknown box format {fmt!r}; expected one of {BOX_FORMATS}")
+            raise ConfigError(f"unknown box format {fmt!r}; expected one of {BOX_FORMATS}")
     if in_fmt == out_fmt:
         return boxes
     return _from_xyxy(_to_xyxy(boxes, in_fmt), out_fmt)
@@ -84,3 +91,244 @@ def _scale_like(boxes: ArrayT, width: float, height: float) -> ArrayT:
     import torch
 
     return torch.tensor(scale, dtype=boxes.dtype, device=boxes.device)
+
+
+def box_area(boxes: ArrayT) -> ArrayT:
+    """Area of ``xyxy`` boxes.
+
+    Args:
+        boxes: ``[..., 4]`` numpy array or torch tensor, ``xyxy``.
+
+    Returns:
+        ``[...]`` areas, same type; negative for boxes with ``x2 < x1`` xor ``y2 < y1``
+        (as torchvision's ``box_area``: use :func:`valid_boxes` to find them).
+
+    Example:
+        >>> box_area(np.array([[0.0, 0.0, 2.0, 3.0]]))
+        array([6.])
+    """
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def valid_boxes(boxes: ArrayT) -> ArrayT:
+    """Which ``xyxy`` boxes have positive width and height (``x2 > x1`` and ``y2 > y1``).
+
+    Args:
+        boxes: ``[..., 4]`` numpy array or torch tensor, ``xyxy``.
+
+    Returns:
+        ``[...]`` bool mask, same type.
+
+    Example:
+        >>> valid_boxes(np.array([[0.0, 0.0, 1.0, 1.0], [2.0, 0.0, 2.0, 1.0]]))
+        array([ True, False])
+    """
+    return (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+
+
+def clip_boxes(boxes: ArrayT, height: float, width: float) -> ArrayT:
+    """Clip ``xyxy`` boxes to an image: x to ``[0, width]``, y to ``[0, height]``.
+
+    Args:
+        boxes: ``[..., 4]`` numpy array or torch tensor, ``xyxy`` absolute pixels.
+        height: Image height in pixels.
+        width: Image width in pixels.
+
+    Returns:
+        ``[..., 4]`` clipped boxes, same type (a new array; ``boxes`` is not changed).
+        A box wholly outside the image becomes degenerate (see :func:`valid_boxes`).
+
+    Example:
+        >>> clip_boxes(np.array([[-5.0, 2.0, 30.0, 50.0]]), height=40, width=20)
+        array([[ 0.,  2., 20., 40.]])
+    """
+    limits = (width, height, width, height)
+    return _stack([boxes[..., i].clip(0, limits[i]) for i in range(4)], boxes)
+
+
+def box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
+    """Pairwise intersection over union of two sets of ``xyxy`` boxes.
+
+    Args:
+        a: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
+        b: ``[M, 4]`` of the same type, ``xyxy``.
+
+    Returns:
+        ``[N, M]`` IoU in ``[0, 1]``, same type; 0 where the union is empty (two
+        degenerate boxes), where torchvision would give NaN.
+
+    Example:
+        >>> box_iou(np.array([[0.0, 0.0, 2.0, 1.0]]), np.array([[1.0, 0.0, 3.0, 1.0]]))
+        array([[0.33333333]])
+    """
+    inter, union = _inter_union(a, b)
+    return _safe_div(inter, union)
+
+
+def generalized_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
+    """Pairwise generalised IoU: ``IoU - (C - U) / C`` with ``C`` the enclosing box's area.
+
+    Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019.
+
+    Args:
+        a: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
+        b: ``[M, 4]`` of the same type, ``xyxy``.
+
+    Returns:
+        ``[N, M]`` GIoU in ``[-1, 1]``, same type.
+
+    Example:
+        >>> generalized_box_iou(np.array([[0.0, 0.0, 1.0, 1.0]]), np.array([[2.0, 0.0, 3.0, 1.0]]))
+        array([[-0.33333333]])
+    """
+    inter, union = _inter_union(a, b)
+    lt, rb = _enclosing(a, b)
+    wh = (rb - lt).clip(min=0)
+    enclosing = wh[..., 0] * wh[..., 1]
+    return _safe_div(inter, union) - _safe_div(enclosing - union, enclosing)
+
+
+def distance_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
+    """Pairwise distance IoU: ``IoU - d^2 / c^2``.
+
+    ``d`` is the distance between the box centres and ``c`` the diagonal of the smallest
+    box enclosing both (Zheng et al., "Distance-IoU Loss", AAAI 2020).
+
+    Args:
+        a: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
+        b: ``[M, 4]`` of the same type, ``xyxy``.
+
+    Returns:
+        ``[N, M]`` DIoU in ``[-1, 1]``, same type.
+
+    Example:
+        >>> distance_box_iou(np.array([[0.0, 0.0, 1.0, 1.0]]), np.array([[2.0, 0.0, 3.0, 1.0]]))
+        array([[-0.4]])
+    """
+    inter, union = _inter_union(a, b)
+    lt, rb = _enclosing(a, b)
+    diagonal2 = ((rb - lt) ** 2).sum(-1)
+    centre_a = (a[:, None, :2] + a[:, None, 2:]) / 2
+    centre_b = (b[None, :, :2] + b[None, :, 2:]) / 2
+    distance2 = ((centre_a - centre_b) ** 2).sum(-1)
+    return _safe_div(inter, union) - _safe_div(distance2, diagonal2)
+
+
+def nms(boxes: ArrayT, scores: ArrayT, iou_threshold: float) -> ArrayT:
+    """Non-maximum suppression (torchvision's kernel).
+
+    Args:
+        boxes: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
+        scores: ``[N]`` scores of the same type.
+        iou_threshold: Boxes overlapping a better-scored kept box with IoU above this go.
+
+    Returns:
+        ``[K]`` int64 indices of the kept boxes, by decreasing score, same type as ``boxes``.
+
+    Example:
+        >>> boxes = np.array([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
+        >>> nms(boxes, np.array([0.9, 0.8, 0.7]), iou_threshold=0.5)
+        array([0, 2])
+    """
+    from torchvision.ops import nms as tv_nms
+
+    tboxes, tscores = _nms_inputs(boxes, scores)
+    return _like(tv_nms(tboxes, tscores, float(iou_threshold)), boxes)
+
+
+def batched_nms(boxes: ArrayT, scores: ArrayT, labels: ArrayT, iou_threshold: float) -> ArrayT:
+    """Class-aware non-maximum suppression: boxes of different labels never suppress each other.
+
+    Args:
+        boxes: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
+        scores: ``[N]`` scores of the same type.
+        labels: ``[N]`` integer class labels of the same type.
+        iou_threshold: Boxes overlapping a better-scored kept box of the same label with IoU
+            above this go.
+
+    Returns:
+        ``[K]`` int64 indices of the kept boxes, by decreasing score, same type as ``boxes``.
+
+    Example:
+        >>> boxes = np.array([[0.0, 0, 10, 10], [1, 1, 10, 10], [1, 1, 10, 10]])
+        >>> batched_nms(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 1, 0]), 0.5)
+        array([0, 1])
+    """
+    import torch
+    from torchvision.ops import batched_nms as tv_batched_nms
+
+    tboxes, tscores = _nms_inputs(boxes, scores)
+    tlabels = torch.as_tensor(labels, device=tboxes.device)
+    _check_vector(tlabels, len(tboxes), "labels")
+    return _like(tv_batched_nms(tboxes, tscores, tlabels, float(iou_threshold)), boxes)
+
+
+def _check_boxes(boxes: ArrayT, name: str) -> None:
+    if len(boxes.shape) != 2 or boxes.shape[1] != 4:
+        raise ConfigError(f"boxes must have shape [N, 4], got {list(boxes.shape)}", field=name)
+
+
+def _check_pair(a: ArrayT, b: ArrayT) -> None:
+    _check_boxes(a, "a")
+    _check_boxes(b, "b")
+    if isinstance(a, np.ndarray) != isinstance(b, np.ndarray):
+        raise ConfigError(
+            f"both box sets must be numpy arrays or both torch tensors, got "
+            f"{type(a).__name__} and {type(b).__name__}"
+        )
+
+
+def _inter_union(a: ArrayT, b: ArrayT) -> tuple[ArrayT, ArrayT]:
+    """Pairwise ``[N, M]`` intersection and union areas of ``[N, 4]`` and ``[M, 4]`` boxes."""
+    _check_pair(a, b)
+    xp = _namespace(a)
+    lt = xp.maximum(a[:, None, :2], b[None, :, :2])
+    rb = xp.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clip(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter, box_area(a)[:, None] + box_area(b)[None, :] - inter
+
+
+def _enclosing(a: ArrayT, b: ArrayT) -> tuple[ArrayT, ArrayT]:
+    """Top-left and bottom-right ``[N, M, 2]`` corners of the box enclosing each pair."""
+    xp = _namespace(a)
+    return xp.minimum(a[:, None, :2], b[None, :, :2]), xp.maximum(a[:, None, 2:], b[None, :, 2:])
+
+
+def _safe_div(num: ArrayT, den: ArrayT) -> ArrayT:
+    """``num / den``, 0 where ``den`` is 0 (in the IoU family ``num`` is then 0 too)."""
+    return num / _namespace(den).where(den > 0, den, 1)
+
+
+def _namespace(like: ArrayT) -> ModuleType:
+    """The array library (numpy or torch) that ``like`` belongs to."""
+    if isinstance(like, np.ndarray):
+        return np
+    import torch
+
+    return torch
+
+
+def _nms_inputs(boxes: ArrayT, scores: ArrayT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes and scores as torch tensors of one floating dtype and device, shapes checked."""
+    import torch
+
+    tboxes = torch.as_tensor(boxes)
+    _check_boxes(tboxes, "boxes")
+    if not tboxes.is_floating_point():
+        tboxes = tboxes.float()
+    tscores = torch.as_tensor(scores, dtype=tboxes.dtype, device=tboxes.device)
+    _check_vector(tscores, len(tboxes), "scores")
+    return tboxes, tscores
+
+
+def _check_vector(values: torch.Tensor, length: int, name: str) -> None:
+    if values.shape != (length,):
+        raise ConfigError(
+            f"{name} must have shape [{length}], got {list(values.shape)}", field=name
+        )
+
+
+def _like(indices: torch.Tensor, like: ArrayT) -> ArrayT:
+    """Return torch ``indices`` as numpy when the caller passed numpy boxes."""
+    return indices.cpu().numpy() if isinstance(like, np.ndarray) else indices
