@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visionkit.cli._parsing import OneLineParser, Option, add_options, given, parse_bool
+from visionkit.cli._parsing import Option, add_options, given, parse_bool
 
 FORMATS = ("coco", "yolo", "voc", "folder", "masks")
 KINDS = ("shapes", "shapes-shortcut")
@@ -26,7 +26,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser(
         "data",
         help="make, convert, check and show datasets",
-        parser_class=OneLineParser,
         description="Datasets on disk: make synthetic ones, convert, check and preview.",
     )
     group.set_defaults(handler=lambda _: group.print_help() or 2)
@@ -92,7 +91,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _add(
     modes: argparse._SubParsersAction, name: str, handler, help: str, options: list[Option]
 ) -> None:
-    parser = modes.add_parser(name, help=help, description=help, parser_class=OneLineParser)
+    parser = modes.add_parser(name, help=help, description=help)
     add_options(parser, options)
     parser.set_defaults(handler=handler)
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visionkit.cli._parsing import OneLineParser, Option, add_options, given
+from visionkit.cli._parsing import Option, add_options, given
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the top-level ``commands``."""
-    parser = commands.add_parser(
-        "demo", help="run the built-in demo on synthetic data", parser_class=OneLineParser
-    )
+    parser = commands.add_parser("demo", help="run the built-in demo on synthetic data")
     add_options(
         parser,
         [

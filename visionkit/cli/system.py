@@ -8,7 +8,6 @@ import os
 import platform
 
 from visionkit import __version__
-from visionkit.cli._parsing import OneLineParser
 
 _PACKAGES = (
     "torch",
@@ -26,9 +25,7 @@ _PACKAGES = (
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``checks`` to the top-level ``commands``."""
-    parser = commands.add_parser(
-        "checks", help="report versions, devices and offline mode", parser_class=OneLineParser
-    )
+    parser = commands.add_parser("checks", help="report versions, devices and offline mode")
     parser.set_defaults(handler=_checks)
 
 

@@ -62,16 +62,16 @@ def _draw_record(catalog: Catalog, record: ImageRecord) -> np.ndarray:
         return image
     height, width = image.shape[:2]
     boxes = np.array([a.bbox for a in record.annotations], dtype=np.float32)
-    index = catalog.class_index
-    labels = np.array([index.get(a.category_id, -1) for a in record.annotations])
-    names = {i: c.name for i, c in enumerate(catalog.categories)}
+    # Category ids (not class indices) pick the colours, as in draw_semantic, so one class
+    # has one colour in every preview.
+    labels = np.array([a.category_id for a in record.annotations])
     segmented = all(a.segmentation for a in record.annotations)
     masks = (
         np.stack([segmentation_to_mask(a.segmentation, height, width) for a in record.annotations])
         if segmented
         else None
     )
-    return draw_detections(image, boxes, labels, names=names, masks=masks)
+    return draw_detections(image, boxes, labels, names=catalog.names, masks=masks)
 
 
 def _title(catalog: Catalog, record: ImageRecord) -> str:

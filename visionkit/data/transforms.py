@@ -1,0 +1,186 @@
+"""Training and evaluation pipelines built from ``torchvision.transforms.v2``.
+
+The datasets of :mod:`visionkit.data.datasets` return ``tv_tensors``, so every geometric
+step here (flip, resize, crop, pad) moves boxes and masks with the pixels; nothing
+transforms coordinates by hand. Masks are resized with nearest-neighbour sampling, which
+keeps class indices intact.
+
+Detection and segmentation make ``imgsz`` x ``imgsz`` images, so batches stack, and train
+with large-scale jitter (Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation
+Method for Instance Segmentation", CVPR 2021): fit the image to ``imgsz``, rescale it by a
+random factor, then crop or pad back to ``imgsz``. Evaluation fits the longer side to
+``imgsz`` and pads the bottom and right edges only, so a prediction maps back to the
+original image by one division by the resize factor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as tvf
+
+from visionkit.data.records import IGNORE_INDEX
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel RGB mean of ImageNet on the 0-1 scale, which pretrained backbones expect."""
+
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel RGB standard deviation of ImageNet on the 0-1 scale."""
+
+PAD_VALUE = 114
+"""``uint8`` grey for padded image pixels: near the ImageNet mean (as in YOLO letterboxing),
+so padding is close to 0 after normalisation and carries little signal."""
+
+SCALE_RANGE = (0.5, 1.5)
+"""Random rescale factors of the training scale jitter, relative to fitting ``imgsz``."""
+
+EVAL_CROP_RATIO = 0.875
+"""Classification evaluation resizes to ``imgsz / 0.875`` and centre-crops ``imgsz`` (the
+224-of-256 protocol of the ResNet and torchvision reference evaluations)."""
+
+__all__ = [
+    "EVAL_CROP_RATIO",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PAD_VALUE",
+    "SCALE_RANGE",
+    "PadBottomRight",
+    "classification_transforms",
+    "detection_transforms",
+    "segmentation_transforms",
+]
+
+
+class PadBottomRight(v2.Transform):
+    """Pad the bottom and right edges up to ``size`` x ``size`` (no-op where already as large).
+
+    Boxes do not move; their canvas grows. Masks are padded with ``mask_fill``.
+
+    Args:
+        size: Output height and width, at least the input's.
+        fill: Value of padded image pixels.
+        mask_fill: Value of padded mask pixels: 0 (no object) for instance masks,
+            :data:`~visionkit.data.records.IGNORE_INDEX` for semantic masks.
+    """
+
+    def __init__(self, size: int, fill: float = PAD_VALUE, mask_fill: int = 0) -> None:
+        super().__init__()
+        self.size = size
+        self.fill = fill
+        self.mask_fill = mask_fill
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        return {"padding": [0, 0, max(0, self.size - width), max(0, self.size - height)]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        fill = self.mask_fill if isinstance(inpt, tv_tensors.Mask) else self.fill
+        return tvf.pad(inpt, padding=params["padding"], fill=fill)
+
+
+def detection_transforms(train: bool, imgsz: int) -> v2.Compose:
+    """Detection pipeline for :class:`~visionkit.data.datasets.DetectionDataset` samples.
+
+    Train: horizontal flip, scale jitter (:data:`SCALE_RANGE`), colour jitter, then crop or
+    pad to ``imgsz`` x ``imgsz``. Eval: longer side resized to ``imgsz``, bottom and right
+    padded to ``imgsz`` x ``imgsz``. Both end with ``SanitizeBoundingBoxes`` (boxes that
+    became smaller than 1 px are dropped with their labels, masks and crowd flags) and a
+    conversion of the image to ``float32`` in 0-1. There is no mean/std normalisation:
+    torchvision detectors normalise inside the model.
+
+    Args:
+        train: Random augmentation (True) or deterministic evaluation (False).
+        imgsz: Side of the square output image in pixels.
+
+    Returns:
+        A callable ``(image, target) -> (image, target)``; ``image`` becomes ``float32``
+        ``[3, imgsz, imgsz]``, instance masks stay ``uint8``.
+
+    Example:
+        >>> image, target = detection_transforms(True, 640)(image, target)  # doctest: +SKIP
+    """
+    steps = _train_geometry(imgsz, 0) if train else _eval_geometry(imgsz, 0)
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *steps,
+            v2.SanitizeBoundingBoxes(labels_getter=_labels_and_crowd_flags),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
+
+
+def segmentation_transforms(train: bool, imgsz: int) -> v2.Compose:
+    """Segmentation pipeline for :class:`~visionkit.data.datasets.SegmentationDataset` samples.
+
+    The geometry of :func:`detection_transforms`; padded mask pixels get
+    :data:`~visionkit.data.records.IGNORE_INDEX` so they count in no loss. The image is
+    normalised with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`, as torchvision's
+    segmentation models expect.
+
+    Args:
+        train: Random augmentation (True) or deterministic evaluation (False).
+        imgsz: Side of the square output in pixels.
+
+    Returns:
+        A callable ``(image, mask) -> (image, mask)``: ``float32`` ``[3, imgsz, imgsz]``
+        and a mask ``[imgsz, imgsz]`` of the input's dtype.
+    """
+    steps = _train_geometry(imgsz, IGNORE_INDEX) if train else _eval_geometry(imgsz, IGNORE_INDEX)
+    return v2.Compose([v2.ToImage(), *steps, *_to_normalised_float()])
+
+
+def classification_transforms(train: bool, imgsz: int) -> v2.Compose:
+    """Classification pipeline for :class:`~visionkit.data.datasets.ClassificationDataset`.
+
+    Train: random resized crop to ``imgsz``, horizontal flip, colour jitter. Eval: resize
+    the shorter side to ``imgsz / EVAL_CROP_RATIO`` and centre-crop ``imgsz``. Both
+    normalise with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`.
+
+    Args:
+        train: Random augmentation (True) or deterministic evaluation (False).
+        imgsz: Side of the square output in pixels.
+
+    Returns:
+        A callable ``image -> image`` giving ``float32`` ``[3, imgsz, imgsz]``.
+    """
+    if train:
+        steps = [v2.RandomResizedCrop(imgsz), v2.RandomHorizontalFlip(), _colour_jitter()]
+    else:
+        steps = [v2.Resize(round(imgsz / EVAL_CROP_RATIO)), v2.CenterCrop(imgsz)]
+    return v2.Compose([v2.ToImage(), *steps, *_to_normalised_float()])
+
+
+def _colour_jitter() -> v2.ColorJitter:
+    return v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.02)
+
+
+def _train_geometry(imgsz: int, mask_fill: int) -> list[v2.Transform]:
+    """Flip, large-scale jitter, colour jitter, then crop or pad to ``imgsz`` x ``imgsz``."""
+    return [
+        v2.RandomHorizontalFlip(),
+        v2.ScaleJitter(target_size=(imgsz, imgsz), scale_range=SCALE_RANGE),
+        _colour_jitter(),
+        v2.RandomCrop(
+            imgsz, pad_if_needed=True, fill={tv_tensors.Mask: mask_fill, "others": PAD_VALUE}
+        ),
+    ]
+
+
+def _eval_geometry(imgsz: int, mask_fill: int) -> list[v2.Transform]:
+    """Longer side to ``imgsz``, then bottom and right padded to ``imgsz`` x ``imgsz``."""
+    return [v2.Resize(size=None, max_size=imgsz), PadBottomRight(imgsz, mask_fill=mask_fill)]
+
+
+def _to_normalised_float() -> list[v2.Transform]:
+    """Image to ``float32`` 0-1, then ImageNet normalisation; masks untouched."""
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def _labels_and_crowd_flags(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """The per-box tensors of a detection target that must be dropped with their boxes."""
+    _, target = inputs
+    return tuple(target[key] for key in ("labels", "iscrowd") if key in target)
