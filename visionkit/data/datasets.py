@@ -17,6 +17,7 @@ dataset's category ids, because losses and logits index classes by position.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,11 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from visionkit.data.check import load_checked
 from visionkit.data.formats.masks import render_mask
 from visionkit.data.images import read_image, read_mask
 from visionkit.data.records import IGNORE_INDEX, Annotation, Catalog, ImageRecord
-from visionkit.errors import DataError, ImageError
+from visionkit.errors import ConfigError, DataError, ImageError
 from visionkit.ops.masks import segmentation_to_mask
 
 Transform = Callable[..., Any]
@@ -39,6 +41,7 @@ __all__ = [
     "SegmentationDataset",
     "Transform",
     "collate_detection",
+    "load_dataset",
 ]
 
 
@@ -258,6 +261,52 @@ class SegmentationDataset(_CatalogDataset):
                 field="mask_file",
             )
         return tv_tensors.Mask(classes)
+
+
+TASKS = ("classify", "detect", "segment")
+
+
+def load_dataset(
+    path: str | Path,
+    task: str,
+    split: str | None = None,
+    *,
+    transforms: Transform | None = None,
+    format: str | None = None,
+    images: str | Path | None = None,
+    verify_images: bool = True,
+) -> ClassificationDataset | DetectionDataset | SegmentationDataset:
+    """Read one split of a dataset on disk, check it, and wrap it for ``task``.
+
+    Every record and (with ``verify_images``) every image is checked before the first
+    batch, so a corrupt file or a bad label stops the run now, with a
+    :class:`~visionkit.errors.DataError` naming file, record and field, rather than
+    crashing it epochs later.
+
+    Args:
+        path: Dataset file or folder, in any format.
+        task: ``"classify"``, ``"detect"`` or ``"segment"``.
+        split: Split to read; None picks ``train`` when present.
+        transforms: A ``torchvision.transforms.v2`` pipeline applied to ``(image, target)``.
+        format: Dataset format; detected when None.
+        images: Image folder for COCO files whose file names are not relative to the json.
+        verify_images: Decode every image once up front to find truncated files.
+
+    Raises:
+        DataError: the first fault in the split (see :mod:`visionkit.data.check`).
+        ConfigError: an unknown ``task``.
+    """
+    datasets = {
+        "classify": ClassificationDataset,
+        "detect": DetectionDataset,
+        "segment": SegmentationDataset,
+    }
+    if task not in datasets:
+        raise ConfigError(
+            f"unknown task {task!r}; expected one of {', '.join(TASKS)}", field="task"
+        )
+    catalog = load_checked(path, split, format=format, images=images, verify_images=verify_images)
+    return datasets[task](catalog, transforms)
 
 
 def collate_detection(

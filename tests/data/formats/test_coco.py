@@ -253,18 +253,21 @@ def test_strict_mode_raises_the_first_syntax_fault(tmp_path: Path, name: str) ->
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
-    [("{'images': []}", "not valid JSON"), ("[1, 2]", "top level must be an object, not a list")],
+    ("text", "message", "record"),
+    [
+        ("{'images': []}", "not valid JSON", "line 1 column 2"),
+        ("[1, 2]", "top level must be an object, not a list", None),
+    ],
 )
 def test_unusable_file_gives_one_fault_and_an_empty_catalog(
-    tmp_path: Path, text: str, message: str
+    tmp_path: Path, text: str, message: str, record: str | None
 ) -> None:
     path = tmp_path / "train.json"
     path.write_text(text)
     problems = Problems(strict=False)
     catalog = fmt.read(path, "train", problems)
     assert len(problems) == 1 and message in str(problems.errors[0])
-    assert (problems.errors[0].file, problems.errors[0].record) == (str(path), None)
+    assert (problems.errors[0].file, problems.errors[0].record) == (str(path), record)
     assert catalog.images == [] and catalog.categories == [] and catalog.source == path
     with pytest.raises(DataError, match=message):
         fmt.read(path, "train", Problems(strict=True))

@@ -118,8 +118,8 @@ def test_class_index_outside_names_is_kept_for_the_checker(dataset: Path) -> Non
 
 # (file to write, its text, (faulty file, record, field), images and annotations kept)
 LABEL_FAULTS = {
-    "too few values": ("labels/train/b.txt", "1 0.2 0.2 0.1\n", ("line 1", None), 2),
-    "six values": ("labels/train/b.txt", "1 0.1 0.2 0.3 0.4 0.5\n", ("line 1", None), 2),
+    "too few values": ("labels/train/b.txt", "1 0.2 0.2 0.1\n", ("line 1", "values"), 2),
+    "six values": ("labels/train/b.txt", "1 0.1 0.2 0.3 0.4 0.5\n", ("line 1", "values"), 2),
     "non-numeric box": (
         "labels/train/a.txt",
         "0 0.5 half 0.2 0.2\n1 .1 .1 .1 .1\n",
@@ -128,7 +128,7 @@ LABEL_FAULTS = {
     ),
     "non-numeric polygon": ("labels/train/b.txt", "0 0.1 0.1 0.2 x 0.3 0.1\n", ("line 1", "y2"), 2),
     "fractional class": ("labels/train/b.txt", "0.5 0.5 0.5 0.2 0.2\n", ("line 1", "class"), 2),
-    "label of a missing image": ("labels/train/zz.txt", "0 0.5 0.5 0.2 0.2\n", (None, None), 3),
+    "label of a missing image": ("labels/train/zz.txt", "0 0.5 0.5 0.2 0.2\n", ("label zz", "image"), 3),
 }
 
 

@@ -100,7 +100,7 @@ def read_catalog(
     return module.read(
         path,
         split,
-        problems or Problems(strict=True),
+        problems if problems is not None else Problems(strict=True),
         images=None if images is None else Path(images),
     )
 

@@ -151,9 +151,18 @@ def write(catalog: Catalog, out: Path, split: str) -> Path:
 # ---------------------------------------------------------------------------- reading
 
 
+_SPLIT_STEMS = frozenset({"train", "val", "valid", "test"})
+"""JSON files with these stems are splits even when unreadable, so a broken one is reported."""
+
+
 def _coco_files(folder: Path) -> list[Path]:
-    """The JSON files in ``folder`` that look like COCO datasets, sorted by name."""
-    return sorted(p for p in folder.glob("*.json") if _looks_like_coco(p))
+    """The JSON files in ``folder`` that are COCO splits, sorted by name.
+
+    A file counts when it looks like COCO, or when it is named like a split: a malformed
+    ``val.json`` must be reported by the checks, not passed over as "some other JSON".
+    """
+    files = folder.glob("*.json")
+    return sorted(p for p in files if p.stem.lower() in _SPLIT_STEMS or _looks_like_coco(p))
 
 
 def _looks_like_coco(path: Path) -> bool:
@@ -176,8 +185,14 @@ def _load(json_path: Path, problems: Problems) -> dict | None:
     except FileNotFoundError:
         problems.add("no such file", file=json_path)
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        problems.add(f"not valid JSON: {error}", file=json_path)
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno} column {error.colno}"
+        problems.add(f"not valid JSON: {error.msg}", file=json_path, record=where)
+        return None
+    except UnicodeDecodeError as error:
+        problems.add(
+            f"not UTF-8 text: {error.reason}", file=json_path, record=f"byte {error.start}"
+        )
         return None
     if not isinstance(doc, dict):
         problems.add(f"the top level must be an object, not {_kind(doc)}", file=json_path)

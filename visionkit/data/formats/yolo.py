@@ -283,7 +283,8 @@ def _parse_line(values: list[str]) -> tuple[int, list[float]]:
     if count != len(_BOX_FIELDS) and (count < 7 or count % 2 == 0):
         raise DataError(
             f"{count} values; expected 5 (class cx cy w h) or an odd number of at least 7 "
-            "(class, then x y of 3 or more polygon points)"
+            "(class, then x y of 3 or more polygon points)",
+            field="values",
         )
     numbers = []
     for position, text in enumerate(values):
@@ -323,7 +324,12 @@ def _report_orphans(folders: list[Path], labels: set[Path], problems: Problems) 
             continue
         for label in sorted(label_folder.rglob("*.txt")):
             if label not in labels:
-                problems.add("label file for a missing image", file=label)
+                problems.add(
+                    f"label file for a missing image: no {label.stem}.* beside the other images",
+                    file=label,
+                    record=f"label {label.stem}",
+                    field="image",
+                )
 
 
 # ---------------------------------------------------------------------------- writing
