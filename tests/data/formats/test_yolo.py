@@ -128,7 +128,12 @@ LABEL_FAULTS = {
     ),
     "non-numeric polygon": ("labels/train/b.txt", "0 0.1 0.1 0.2 x 0.3 0.1\n", ("line 1", "y2"), 2),
     "fractional class": ("labels/train/b.txt", "0.5 0.5 0.5 0.2 0.2\n", ("line 1", "class"), 2),
-    "label of a missing image": ("labels/train/zz.txt", "0 0.5 0.5 0.2 0.2\n", ("label zz", "image"), 3),
+    "label of a missing image": (
+        "labels/train/zz.txt",
+        "0 0.5 0.5 0.2 0.2\n",
+        ("label zz", "image"),
+        3,
+    ),
 }
 
 
