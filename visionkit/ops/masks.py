@@ -105,6 +105,49 @@ def mask_to_polygons(mask: np.ndarray, min_area: float = 1.0) -> list[list[float
     return [_centres_to_edges(c.reshape(-1, 2)).reshape(-1).tolist() for c in kept]
 
 
+def merge_polygons(polygons: list[list[float]]) -> list[float]:
+    """Join the parts of one object into a single ring, linked by zero-width bridges.
+
+    Each further part is spliced in at the closest pair of vertices (there and back), the
+    way Ultralytics' COCO converter joins multi-part segments, so a format that holds one
+    polygon per object keeps every part and the object's full extent.
+
+    Args:
+        polygons: Flat ``[x0, y0, x1, y1, ...]`` polygons; those under 3 points are skipped.
+
+    Returns:
+        One flat polygon; empty when no part has 3 points.
+
+    Example:
+        >>> merge_polygons([[0, 0, 1, 0, 1, 1], [5, 5, 6, 5, 6, 6]])
+        [0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 5.0, 5.0, 6.0, 5.0, 6.0, 6.0, 5.0, 5.0, 1.0, 1.0]
+    """
+    rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons if len(p) >= 6]
+    if not rings:
+        return []
+    merged = rings[0]
+    for ring in rings[1:]:
+        distances = ((merged[:, None, :] - ring[None, :, :]) ** 2).sum(axis=-1)
+        i, j = np.unravel_index(distances.argmin(), distances.shape)
+        ring = np.roll(ring, -j, axis=0)
+        merged = np.concatenate([merged[: i + 1], ring, ring[:1], merged[i:]])
+    return merged.reshape(-1).tolist()
+
+
+def fit_polygon_to_box(polygon: list[float], box: tuple[float, float, float, float]) -> list[float]:
+    """Stretch a flat polygon so that its extent is exactly the ``xyxy`` ``box``.
+
+    Formats that store only a polygon (YOLO segment lines) give back the polygon's extent
+    as the object's box; fitting first makes that box survive the round trip exactly. A
+    traced outline is within half a pixel of the box, so the stretch is that small.
+    """
+    points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    low, high = points.min(axis=0), points.max(axis=0)
+    x1, y1, x2, y2 = box
+    scale = np.array([x2 - x1, y2 - y1]) / np.maximum(high - low, 1e-12)
+    return ((points - low) * scale + np.array([x1, y1])).reshape(-1).tolist()
+
+
 def _centres_to_edges(points: np.ndarray) -> np.ndarray:
     """Move a closed outline through boundary-pixel centres half a pixel out, onto pixel edges.
 

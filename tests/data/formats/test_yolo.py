@@ -258,7 +258,7 @@ def test_segment_format_when_every_object_has_a_segmentation(tmp_path: Path) -> 
     lines = (out / "labels" / "train" / "a.txt").read_text().splitlines()
     assert lines[0] == "0 0.100000 0.125000 0.400000 0.125000 0.400000 0.625000"
     back = fmt.read(out, "train", Problems()).images[0].annotations
-    assert back[1].bbox == pytest.approx((2.0, 1.0, 7.0, 5.0))  # largest part only
+    assert back[1].bbox == pytest.approx((2.0, 1.0, 10.0, 8.0))  # both parts: the whole box
     assert back[2].segmentation == [pytest.approx([1, 2, 3, 2, 3, 4, 1, 4])]  # its box
 
 

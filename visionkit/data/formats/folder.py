@@ -25,7 +25,7 @@ from pathlib import Path
 
 from visionkit.data.formats._files import place_file
 from visionkit.data.formats._problems import Problems
-from visionkit.data.formats._writing import unique_path
+from visionkit.data.formats._writing import require_image_files, unique_path
 from visionkit.data.images import IMAGE_SUFFIXES, image_size, is_image_file
 from visionkit.data.records import Catalog, Category, ImageRecord
 from visionkit.errors import DataError, ImageError
@@ -100,15 +100,12 @@ def write(catalog: Catalog, out: Path, split: str) -> Path:
         DataError: a record has no label or an unknown one, a category name cannot be a
             folder name, or an image file is missing.
     """
+    require_image_files(catalog)
     out = Path(out)
     names = {category.id: _folder_name(category) for category in catalog.categories}
     taken: set[str] = set()
     for record in catalog:
         source = catalog.image_path(record)
-        if not source.is_file():
-            raise ImageError(
-                "no such image file", file=source, record=f"image {record.id}", field="file"
-            )
         folder = out / split / names[_label(catalog, record, names)]
         place_file(source, unique_path(folder / Path(record.file).name, taken))
     return out

@@ -20,7 +20,7 @@ from PIL import Image
 
 from visionkit.data.formats._files import place_file, write_text_atomic
 from visionkit.data.formats._problems import Problems
-from visionkit.data.formats._writing import unique_path
+from visionkit.data.formats._writing import require_image_files, unique_path
 from visionkit.data.images import image_size, is_image_file, read_mask
 from visionkit.data.records import IGNORE_INDEX, Catalog, Category, ImageRecord
 from visionkit.errors import DataError, ImageError
@@ -102,15 +102,12 @@ def write(catalog: Catalog, out: Path, split: str) -> Path:
         DataError: a category id or name cannot be stored, an image or mask is missing, or
             a record has no pixel labels (see :func:`render_mask`).
     """
+    require_image_files(catalog)
     out = Path(out)
     classes = classes_text(catalog.categories)
     taken: set[str] = set()
     for record in catalog:
         source = catalog.image_path(record)
-        if not source.is_file():
-            raise ImageError(
-                "no such image file", file=source, record=f"image {record.id}", field="file"
-            )
         stem = Path(record.file).stem
         mask = unique_path(out / "masks" / split / f"{stem}{MASK_SUFFIX}", taken)
         place_file(source, out / "images" / split / f"{mask.stem}{source.suffix}")

@@ -13,10 +13,12 @@ category's position in the catalog; on reading, category ids are ``class + 1`` a
 names are kept, so a catalog with ids ``1..K`` in order survives a round trip.
 
 The writer uses the segment format when every annotation has a segmentation, the
-detection format otherwise. One line holds one polygon, so an object of several polygons
-or an RLE mask is rasterised and traced (:func:`~visionkit.ops.masks.mask_to_polygons`),
-keeping only its largest part, without holes; the box read back is then that polygon's
-extent. A segmentation that traces to nothing is written as its box's corners.
+detection format otherwise. One line holds one polygon, so an RLE mask is traced
+(:func:`~visionkit.ops.masks.mask_to_polygons`) and an object of several parts is joined
+into one ring by zero-width bridges (:func:`~visionkit.ops.masks.merge_polygons`), as
+Ultralytics' converter does; holes are lost. Readers take the polygon's extent as the
+box, so the ring is fitted to the annotation's box before writing: boxes survive to the
+label file's 6 decimals. A segmentation that traces to nothing is written as its box.
 
 The reader follows Ultralytics: a split entry of ``data.yaml`` is an image folder, a text
 file listing images, or a list of those, relative to ``path:`` (itself relative to the
@@ -48,7 +50,12 @@ from visionkit.data.images import image_size
 from visionkit.data.records import Annotation, Catalog, Category, ImageRecord
 from visionkit.errors import DataError, ImageError
 from visionkit.ops.boxes import box_convert, denormalize_boxes, normalize_boxes
-from visionkit.ops.masks import mask_to_polygons, segmentation_to_mask
+from visionkit.ops.masks import (
+    fit_polygon_to_box,
+    mask_to_polygons,
+    merge_polygons,
+    segmentation_to_mask,
+)
 
 __all__ = ["detect", "read", "splits", "write"]
 
@@ -368,14 +375,20 @@ def _label_lines(catalog: Catalog, record: ImageRecord, segment: bool) -> list[s
 
 
 def _one_polygon(annotation: Annotation, width: int, height: int) -> list[float]:
-    """The single polygon that stands for ``annotation``'s segmentation in a label line."""
+    """The single polygon that stands for ``annotation``'s segmentation in a label line.
+
+    Every part is kept (merged into one ring) and the ring is fitted to the annotation's
+    box, because YOLO readers take the polygon's extent as the box: so boxes survive
+    COCO -> YOLO -> COCO to the 6 decimals of the label file.
+    """
     segmentation = annotation.segmentation
     if isinstance(segmentation, list):
-        # Polygons of fewer than 3 points are no shape (data check reports them).
-        segmentation = [polygon for polygon in segmentation if len(polygon) >= 6]
-        if len(segmentation) == 1:
-            return segmentation[0]
-    if not segmentation:
-        return box_polygon(annotation.bbox)
-    parts = mask_to_polygons(segmentation_to_mask(segmentation, height, width))
-    return parts[0] if parts else box_polygon(annotation.bbox)
+        parts = (
+            segmentation  # polygons of fewer than 3 points are skipped (data check reports them)
+        )
+    elif segmentation:
+        parts = mask_to_polygons(segmentation_to_mask(segmentation, height, width))
+    else:
+        parts = []
+    ring = merge_polygons(parts)
+    return fit_polygon_to_box(ring, annotation.bbox) if ring else box_polygon(annotation.bbox)
