@@ -6,9 +6,7 @@ import argparse
 import sys
 
 from visionkit.cli._parsing import Option, add_options, given, parse_bool
-
-FORMATS = ("coco", "yolo", "voc", "folder", "masks")
-KINDS = ("shapes", "shapes-shortcut")
+from visionkit.data.formats import FORMAT_NAMES as FORMATS
 
 _SOURCE = [
     Option(
@@ -37,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "write a synthetic dataset to disk in any format",
         [
             Option("out", "folder to write the dataset into", required=True),
-            Option("kind", "generator", choices=KINDS),
+            Option("kind", "generator: shapes or shapes-shortcut"),
             Option("format", "dataset format to write", choices=FORMATS),
             Option("train", "number of training images", int),
             Option("val", "number of validation images", int),

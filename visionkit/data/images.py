@@ -133,6 +133,18 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
+def recorded_size(path: str | Path) -> tuple[int, int]:
+    """:func:`image_size`, or ``(0, 0)`` when the header cannot be read.
+
+    For readers that build a catalog without stopping at a bad image: a zero size is
+    reported, with the file, by :mod:`visionkit.data.check`, which opens every image.
+    """
+    try:
+        return image_size(path)
+    except ImageError:
+        return (0, 0)
+
+
 def verify_image(path: str | Path) -> ImageError | None:
     """Decode an image in full and report, not raise, what is wrong with it.
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from visionkit.data.formats._files import place_file
 from visionkit.data.formats._problems import Problems
 from visionkit.data.formats._writing import require_image_files, unique_path
-from visionkit.data.images import IMAGE_SUFFIXES, image_size, is_image_file
+from visionkit.data.images import IMAGE_SUFFIXES, is_image_file, recorded_size
 from visionkit.data.records import Catalog, Category, ImageRecord
-from visionkit.errors import DataError, ImageError
+from visionkit.errors import DataError
 
 SINGLE_SPLIT = "all"
 """Split name of a folder that holds class folders directly, without split folders."""
@@ -185,10 +185,7 @@ def _report_loose_images(split_folder: Path, problems: Problems) -> None:
 
 
 def _record(root: Path, file: Path, label: int, image_id: int) -> ImageRecord:
-    try:
-        width, height = image_size(file)
-    except ImageError:
-        width = height = 0  # reported by data.check, which opens every image
+    width, height = recorded_size(file)
     return ImageRecord(
         file=file.relative_to(root).as_posix(), width=width, height=height, id=image_id, label=label
     )

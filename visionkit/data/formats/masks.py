@@ -21,9 +21,9 @@ from PIL import Image
 from visionkit.data.formats._files import place_file, write_text_atomic
 from visionkit.data.formats._problems import Problems
 from visionkit.data.formats._writing import require_image_files, unique_path
-from visionkit.data.images import image_size, is_image_file, read_mask
+from visionkit.data.images import image_size, is_image_file, read_mask, recorded_size
 from visionkit.data.records import IGNORE_INDEX, Catalog, Category, ImageRecord
-from visionkit.errors import DataError, ImageError
+from visionkit.errors import DataError
 from visionkit.ops.masks import segmentation_to_mask
 
 CLASSES_FILE = "classes.txt"
@@ -277,10 +277,7 @@ def _masks_by_stem(folder: Path, problems: Problems) -> dict[str, Path]:
 
 
 def _record(root: Path, image: Path, mask: Path, image_id: int) -> ImageRecord:
-    try:
-        width, height = image_size(image)
-    except ImageError:
-        width = height = 0  # reported by data.check, which opens every image
+    width, height = recorded_size(image)
     return ImageRecord(
         file=image.relative_to(root).as_posix(),
         width=width,
