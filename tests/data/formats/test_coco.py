@@ -92,7 +92,7 @@ def test_read_converts_boxes_and_keeps_every_field(tmp_path: Path) -> None:
     path = _save(tmp_path / "ds" / "train.json", _doc())
     problems = Problems(strict=False)
     catalog = fmt.read(path.parent, "train", problems)
-    assert not problems
+    assert not problems.errors
     assert catalog.source == path and catalog.root == path.parent
     assert catalog.categories == [Category(5, "cat", "animal"), Category(7, "crowd", "")]
     first, second = catalog.images
@@ -128,7 +128,7 @@ def test_read_keeps_what_only_the_checker_judges(tmp_path: Path) -> None:
     doc["annotations"][2]["id"] = 10  # duplicate id
     problems = Problems(strict=False)
     catalog = fmt.read(_save(tmp_path / "train.json", doc), "train", problems)
-    assert not problems
+    assert not problems.errors
     first, crowd = catalog.images[0].annotations
     assert first.bbox == (5.0, 1.0, 3.0, 4.0) and first.segmentation == []
     assert crowd.category_id == 99
@@ -266,7 +266,7 @@ def test_unusable_file_gives_one_fault_and_an_empty_catalog(
     path.write_text(text)
     problems = Problems(strict=False)
     catalog = fmt.read(path, "train", problems)
-    assert len(problems) == 1 and message in str(problems.errors[0])
+    assert len(problems.errors) == 1 and message in str(problems.errors[0])
     assert (problems.errors[0].file, problems.errors[0].record) == (str(path), record)
     assert catalog.images == [] and catalog.categories == [] and catalog.source == path
     with pytest.raises(DataError, match=message):

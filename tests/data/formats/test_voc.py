@@ -67,7 +67,7 @@ def test_detect_and_splits(tmp_path: Path, dataset: Path) -> None:
 def test_read_converts_one_based_corners(dataset: Path) -> None:
     problems = Problems(strict=False)
     catalog = fmt.read(dataset, "train", problems)
-    assert not problems and catalog.root == dataset and catalog.source == dataset
+    assert not problems.errors and catalog.root == dataset and catalog.source == dataset
     assert catalog.categories == [Category(1, "cat"), Category(2, "dog")]  # per-class lists
     assert fmt.read(dataset, "val", Problems()).categories == catalog.categories  # no cat in val
     record = catalog.images[0]

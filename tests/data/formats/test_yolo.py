@@ -59,7 +59,7 @@ def test_detect_and_splits(tmp_path: Path, dataset: Path) -> None:
 def test_read_denormalises_boxes_and_polygons(dataset: Path) -> None:
     problems = Problems(strict=False)
     catalog = fmt.read(dataset, "train", problems)
-    assert not problems
+    assert not problems.errors
     assert catalog.root == dataset.absolute() and catalog.source == dataset.absolute() / "data.yaml"
     assert catalog.categories == [Category(1, "cat"), Category(2, "dog")]
     assert [(r.file, r.width, r.height, r.id) for r in catalog] == [
@@ -113,7 +113,7 @@ def test_class_index_outside_names_is_kept_for_the_checker(dataset: Path) -> Non
     _text(dataset / "labels" / "train" / "c.txt", "5 0.5 0.5 0.5 0.5\n")
     problems = Problems(strict=False)
     catalog = fmt.read(dataset, "train", problems)
-    assert not problems and catalog.images[2].annotations[0].category_id == 6
+    assert not problems.errors and catalog.images[2].annotations[0].category_id == 6
 
 
 # (file to write, its text, (faulty file, record, field), images and annotations kept)

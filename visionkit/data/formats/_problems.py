@@ -24,9 +24,12 @@ class Problems:
         >>> problems = Problems(strict=False)
         >>> problems.add("box is outside the image", file="a.json", record="annotation 3",
         ...              field="bbox")
-        >>> len(problems)
+        >>> len(problems.errors)
         1
     """
+
+    # Deliberately no __len__/__bool__: an empty collector must not read as "no collector"
+    # in ``problems or default`` (that once turned `data check` strict).
 
     def __init__(self, strict: bool = True) -> None:
         self.strict = strict
@@ -46,9 +49,3 @@ class Problems:
         if self.strict:
             raise fault
         self.errors.append(fault)
-
-    def __len__(self) -> int:
-        return len(self.errors)
-
-    def __bool__(self) -> bool:
-        return bool(self.errors)
