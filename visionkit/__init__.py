@@ -4,8 +4,15 @@ Importing the package is cheap: torch, torchvision and transformers are imported
 inside the functions that need them, so ``visionkit --help`` answers at once.
 """
 
-from visionkit.errors import ConfigError, DataError, ImageError, VisionKitError
+from visionkit.errors import ConfigError, DataError, ImageError, VisionKitError, WeightsError
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "DataError", "ImageError", "VisionKitError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ImageError",
+    "VisionKitError",
+    "WeightsError",
+    "__version__",
+]

@@ -62,3 +62,7 @@ class ImageError(DataError):
 
 class ConfigError(VisionKitError):
     """An argument, option or configuration value is invalid."""
+
+
+class WeightsError(VisionKitError):
+    """A weights file or checkpoint is missing, corrupt, unsafe to load or does not fit."""
