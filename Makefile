@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Peer libraries that only the benchmarks run get their own environment, layered over
+# .venv (torch and visionkit are seen from there), so their pins never touch ours.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+site_packages = $(shell $(1)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 .PHONY: setup demo test lint bench clean
 
@@ -24,8 +29,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check visionkit tests benchmarks
 	$(BIN)/ruff format --check visionkit tests benchmarks
 
-bench: $(STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -c 'import pathlib, sysconfig; \
+		pathlib.Path(sysconfig.get_paths()["purelib"], "_visionkit_env.pth").write_text( \
+		"import site; site.addsitedir(%r)\n" % "$(call site_packages,$(BIN))")'
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .ruff_cache

@@ -90,3 +90,24 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
 def given(namespace: argparse.Namespace, *, drop: Sequence[str] = ()) -> dict[str, Any]:
     """The options the user actually set, minus the parser's own bookkeeping keys."""
     return {k: v for k, v in vars(namespace).items() if k not in {"handler", *drop}}
+
+
+Handler = Callable[[argparse.Namespace], int]
+"""What a mode runs: the parsed options in, the exit status out."""
+
+
+def add_group(commands: argparse._SubParsersAction, name: str, help: str) -> Any:
+    """Add the command group ``name`` (a task or ``data``) and return its modes' subparsers.
+
+    The group alone (``visionkit detect``) prints its help and exits with 2.
+    """
+    group = commands.add_parser(name, help=help, description=help)
+    group.set_defaults(handler=lambda _: group.print_help() or 2)
+    return group.add_subparsers(title="modes", metavar="<mode>")
+
+
+def add_mode(modes: Any, name: str, handler: Handler, help: str, options: Sequence[Option]) -> None:
+    """Add the mode ``name`` with its ``key=value`` options, run by ``handler``."""
+    parser = modes.add_parser(name, help=help, description=help)
+    add_options(parser, options)
+    parser.set_defaults(handler=handler)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visionkit.cli._parsing import Option, add_options, given, parse_bool
+from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
 from visionkit.data.formats import FORMAT_NAMES as FORMATS
 
 _SOURCE = [
@@ -21,14 +21,10 @@ _SOURCE = [
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``data`` and its four subcommands to the top-level ``commands``."""
-    group = commands.add_parser(
-        "data",
-        help="make, convert, check and show datasets",
-        description="Datasets on disk: make synthetic ones, convert, check and preview.",
+    modes = add_group(
+        commands, "data", "Datasets on disk: make synthetic ones, convert, check and preview."
     )
-    group.set_defaults(handler=lambda _: group.print_help() or 2)
-    modes = group.add_subparsers(title="modes", metavar="<mode>")
-    _add(
+    add_mode(
         modes,
         "make",
         _make,
@@ -49,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             Option("workers", "worker processes", int),
         ],
     )
-    _add(
+    add_mode(
         modes,
         "convert",
         _convert,
@@ -60,7 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             Option("to", "format to write", choices=FORMATS, required=True),
         ],
     )
-    _add(
+    add_mode(
         modes,
         "check",
         _check,
@@ -71,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             Option("verify", "decode every image to find truncated files (true/false)", parse_bool),
         ],
     )
-    _add(
+    add_mode(
         modes,
         "show",
         _show,
@@ -84,14 +80,6 @@ def register(commands: argparse._SubParsersAction) -> None:
             Option("seed", "which samples", int),
         ],
     )
-
-
-def _add(
-    modes: argparse._SubParsersAction, name: str, handler, help: str, options: list[Option]
-) -> None:
-    parser = modes.add_parser(name, help=help, description=help)
-    add_options(parser, options)
-    parser.set_defaults(handler=handler)
 
 
 def _make(args: argparse.Namespace) -> int:

@@ -1,0 +1,52 @@
+"""Plain-text tables and JSON for metric results printed by the ``val`` commands."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Right-aligned columns (the first left-aligned); floats with three decimals.
+
+    Example:
+        >>> print(format_table(["class", "AP"], [["cat", 0.5]]))
+        class     AP
+        cat    0.500
+    """
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    lines = [_line(headers, widths), *(_line(row, widths) for row in cells)]
+    return "\n".join(lines)
+
+
+def to_json(result: Mapping[str, Any]) -> str:
+    """One JSON object: numpy scalars and arrays become numbers and lists, NaN becomes null."""
+    return json.dumps(_plain(result), allow_nan=False)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _line(values: Sequence[Any], widths: Sequence[int]) -> str:
+    first, *rest = (str(v) for v in values)
+    return "  ".join(
+        [first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))]
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
