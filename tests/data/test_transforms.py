@@ -180,3 +180,24 @@ def test_classification_eval_crops_the_centre() -> None:
     # 64 px resized to 56 / 0.875 = 64, centre 56 px cut: only white remains
     white = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     assert torch.allclose(out, white[:, None, None].expand_as(out), atol=1e-5)
+
+
+def test_classification_training_can_keep_orientation_and_whole_image() -> None:
+    # a left-white, right-black image: with flip=0 and the whole image kept, it never mirrors
+    image = torch.zeros((3, 32, 32), dtype=torch.uint8)
+    image[:, :, :16] = 255
+    pipeline = classification_transforms(
+        True, imgsz=32, flip=0.0, crop_scale=(1.0, 1.0), colour=False, mean=(0, 0, 0), std=(1, 1, 1)
+    )
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out = pipeline(tv_tensors.Image(image))
+        assert out[:, :, 0].min() > 0.9 and out[:, :, -1].max() < 0.1
+
+
+def test_classification_normalises_with_the_given_statistics() -> None:
+    image = tv_tensors.Image(torch.full((3, 8, 8), 255, dtype=torch.uint8))
+    out = classification_transforms(False, imgsz=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))(
+        image
+    )
+    assert torch.allclose(out[:, 0, 0], torch.tensor([2.0, 1.0, 0.5]))

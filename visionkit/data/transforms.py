@@ -133,25 +133,42 @@ def segmentation_transforms(train: bool, imgsz: int) -> v2.Compose:
     return v2.Compose([v2.ToImage(), *steps, *_to_normalised_float()])
 
 
-def classification_transforms(train: bool, imgsz: int) -> v2.Compose:
+def classification_transforms(
+    train: bool,
+    imgsz: int,
+    *,
+    flip: float = 0.5,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    colour: bool = True,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> v2.Compose:
     """Classification pipeline for :class:`~visionkit.data.datasets.ClassificationDataset`.
 
-    Train: random resized crop to ``imgsz``, horizontal flip, colour jitter. Eval: resize
-    the shorter side to ``imgsz / EVAL_CROP_RATIO`` and centre-crop ``imgsz``. Both
-    normalise with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`.
+    Train: random resized crop to ``imgsz`` keeping ``crop_scale`` of the area, horizontal
+    flip with probability ``flip``, colour jitter. Eval: resize the shorter side to
+    ``imgsz / EVAL_CROP_RATIO`` and centre-crop ``imgsz``. Both normalise with ``mean`` and
+    ``std``. The defaults are torchvision's ImageNet recipe; images whose meaning a flip or
+    a small crop changes (digits, text) want ``flip=0`` and ``crop_scale`` near 1.
 
     Args:
         train: Random augmentation (True) or deterministic evaluation (False).
         imgsz: Side of the square output in pixels.
+        flip: Probability of a horizontal flip (train only).
+        crop_scale: Range of the crop's area as a fraction of the image's (train only).
+        colour: Jitter brightness, contrast, saturation and hue (train only).
+        mean: Per-channel RGB mean on the 0-1 scale that the model expects.
+        std: Per-channel RGB standard deviation on the 0-1 scale.
 
     Returns:
         A callable ``image -> image`` giving ``float32`` ``[3, imgsz, imgsz]``.
     """
     if train:
-        steps = [v2.RandomResizedCrop(imgsz), v2.RandomHorizontalFlip(), _colour_jitter()]
+        steps = [v2.RandomResizedCrop(imgsz, scale=crop_scale), v2.RandomHorizontalFlip(flip)]
+        steps += [_colour_jitter()] if colour else []
     else:
         steps = [v2.Resize(round(imgsz / EVAL_CROP_RATIO)), v2.CenterCrop(imgsz)]
-    return v2.Compose([v2.ToImage(), *steps, *_to_normalised_float()])
+    return v2.Compose([v2.ToImage(), *steps, *_to_normalised_float(mean, std)])
 
 
 def _colour_jitter() -> v2.ColorJitter:
@@ -175,9 +192,12 @@ def _eval_geometry(imgsz: int, mask_fill: int) -> list[v2.Transform]:
     return [v2.Resize(size=None, max_size=imgsz), PadBottomRight(imgsz, mask_fill=mask_fill)]
 
 
-def _to_normalised_float() -> list[v2.Transform]:
-    """Image to ``float32`` 0-1, then ImageNet normalisation; masks untouched."""
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+def _to_normalised_float(
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> list[v2.Transform]:
+    """Image to ``float32`` 0-1, then normalisation (ImageNet's by default); masks untouched."""
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
 
 
 def _labels_and_crowd_flags(inputs: Any) -> tuple[torch.Tensor, ...]:
