@@ -78,10 +78,12 @@ def test_no_module_imports_a_higher_layer():
         "visionkit.data.formats.masks",
         "visionkit.data.synthetic",
         "visionkit.viz",
+        "visionkit.metrics.detection",
+        "visionkit.metrics.tracking",
     ],
 )
 def test_fast_start_modules_do_not_import_torch(module):
-    """`visionkit --help` and `data check` must answer at once: no torch at import time."""
+    """`--help`, `data check` and `val` on files must answer at once: no torch at import time."""
     code = f"import sys, {module}; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -58,4 +58,4 @@ def _val(args: argparse.Namespace) -> int:
 
 def _rows(result: dict) -> list[tuple[str, dict]]:
     """(name, metrics) per sequence, then the combined row."""
-    return [*result["sequences"].items(), ("COMBINED", result["combined"])]
+    return [*result["per_sequence"].items(), ("COMBINED", result["combined"])]
