@@ -1,0 +1,33 @@
+"""Models: the registry, the weights resolver and the model families.
+
+Importing this package registers every model family (torch is imported; torchvision and
+transformers only when a model is built), so ``create_model`` and ``list_models`` see
+them all::
+
+    from visionkit.models import create_model
+    model = create_model("resnet18", num_classes=10, weights="DEFAULT")
+"""
+
+from visionkit.models import classify
+from visionkit.models.classify import ImageClassifier, ModelConfig
+from visionkit.models.registry import (
+    ModelEntry,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+)
+from visionkit.models.weights import load_weights, read_state_file
+
+__all__ = [
+    "ImageClassifier",
+    "ModelConfig",
+    "ModelEntry",
+    "classify",
+    "create_model",
+    "list_models",
+    "model_info",
+    "load_weights",
+    "read_state_file",
+    "register_model",
+]

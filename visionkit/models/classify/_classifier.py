@@ -1,0 +1,158 @@
+"""The classifier protocol: every classification model is a backbone, a linear head and a config.
+
+:class:`ImageClassifier` follows timm's small backbone protocol (``forward_features``,
+``forward_head``, ``reset_classifier``) plus an ordered list of backbone stages, so the
+trainer's transfer strategies (linear probe, partial unfreezing of the last N stages, full
+fine-tuning), LoRA and distillation are written once for torchvision, transformers and
+visionkit's own models. :class:`ModelConfig` is the JSON-able record that a checkpoint
+stores to rebuild the model with :func:`~visionkit.models.create_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from visionkit.errors import ConfigError
+
+__all__ = ["ImageClassifier", "ModelConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How a model was built, in plain types: stored in checkpoints to rebuild it.
+
+    Attributes:
+        name: Registry name (``create_model(name, ...)``).
+        task: Registry task (``"classify"``).
+        num_classes: Classes of the head, ``C`` in logits ``[B, C]``.
+        image_size: Square input side the model is meant for, in pixels.
+        mean: Per-channel RGB mean the inputs are normalised with (0-1 pixel scale).
+        std: Per-channel RGB standard deviation of that normalisation.
+        weights: The weights spec the model was built with, ``None`` for random init.
+        kwargs: The builder options, JSON-able (``create_model(name, **kwargs)``).
+    """
+
+    name: str
+    task: str
+    num_classes: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        try:
+            plain = json.loads(json.dumps(self.kwargs))  # a detached, JSON-able copy
+        except (TypeError, ValueError) as error:
+            raise ConfigError(
+                f"builder options must be JSON-able: {error}", field="kwargs"
+            ) from None
+        object.__setattr__(self, "kwargs", plain)
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a dict of plain types (lists for mean and std)."""
+        data = dataclasses.asdict(self)
+        return {**data, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild a config from :meth:`to_dict` output; ConfigError names a missing field."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config must be a dict, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for required in names[:6]:
+            if required not in data:
+                raise ConfigError("missing from the model config", field=required)
+        return cls(**{k: data[k] for k in names if k in data})
+
+
+class ImageClassifier(nn.Module):
+    """A backbone that pools an image to a feature vector, and a linear head on top.
+
+    ``[B, 3, H, W]`` normalised images -> ``backbone`` -> features ``[B, D]`` ->
+    dropout -> ``head`` (``nn.Linear(D, C)``) -> logits ``[B, C]``.
+
+    Args:
+        backbone: Maps ``[B, 3, H, W]`` to pooled features ``[B, feature_dim]``.
+        head: ``nn.Linear(feature_dim, num_classes)``.
+        config: How the model was built; ``num_classes`` must match ``head``.
+        stage_names: Dotted names of ``backbone`` submodules from input to output that
+            together hold every backbone parameter (``partial:N`` unfreezes the last N).
+        drop_rate: Dropout on the features before the head (pre-logits dropout).
+
+    Attributes:
+        feature_dim: ``D``, the size of the pooled features.
+        num_classes: ``C``, the number of logits.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Linear,
+        config: ModelConfig,
+        stage_names: tuple[str, ...],
+        drop_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if head.out_features != config.num_classes:
+            raise ConfigError(
+                f"head has {head.out_features} outputs but the config {config.num_classes}",
+                field="num_classes",
+            )
+        self.backbone = backbone
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = head
+        self.feature_dim = head.in_features
+        self.config = config
+        self.stage_names = tuple(stage_names)
+        self.stages()  # every name must resolve now, not at the first partial fine-tune
+
+    @property
+    def num_classes(self) -> int:
+        """``C``, the number of logits (the head's outputs)."""
+        return self.head.out_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, D]`` of images ``[B, 3, H, W]`` (pre-logits, no dropout)."""
+        return self.backbone(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` of features ``[B, D]`` (dropout in train mode, then the head)."""
+        return self.head(self.head_drop(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` of normalised images ``[B, 3, H, W]``."""
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a new ``nn.Linear(D, num_classes)`` with zero bias.
+
+        The new head sits on the old head's device and dtype, and ``config.num_classes``
+        follows it, so a checkpoint saved afterwards rebuilds the right shape.
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(
+                f"num_classes must be a positive int, got {num_classes!r}", field="num_classes"
+            )
+        old = self.head.weight
+        self.head = nn.Linear(self.feature_dim, num_classes, device=old.device, dtype=old.dtype)
+        nn.init.zeros_(self.head.bias)
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
+
+    def stages(self) -> list[nn.Module]:
+        """The backbone stages named by :attr:`stage_names`, from input to output."""
+        try:
+            return [self.backbone.get_submodule(name) for name in self.stage_names]
+        except AttributeError as error:
+            raise ConfigError(
+                f"a stage name does not resolve: {error}", field="stage_names"
+            ) from None
