@@ -36,6 +36,8 @@ class ModelConfig:
         std: Per-channel RGB standard deviation of that normalisation.
         weights: The weights spec the model was built with, ``None`` for random init.
         kwargs: The builder options, JSON-able (``create_model(name, **kwargs)``).
+        names: Class names in logit order, when known (set by training on a dataset, so a
+            checkpoint predicts names, not only indices); one per class.
     """
 
     name: str
@@ -46,8 +48,15 @@ class ModelConfig:
     std: tuple[float, float, float]
     weights: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.names is not None:
+            object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+            if len(self.names) != self.num_classes:
+                raise ConfigError(
+                    f"{len(self.names)} class names for {self.num_classes} classes", field="names"
+                )
         try:
             plain = json.loads(json.dumps(self.kwargs))  # a detached, JSON-able copy
         except (TypeError, ValueError) as error:
@@ -61,7 +70,8 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as a dict of plain types (lists for mean and std)."""
         data = dataclasses.asdict(self)
-        return {**data, "mean": list(self.mean), "std": list(self.std)}
+        names = None if self.names is None else list(self.names)
+        return {**data, "mean": list(self.mean), "std": list(self.std), "names": names}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -146,7 +156,7 @@ class ImageClassifier(nn.Module):
         old = self.head.weight
         self.head = nn.Linear(self.feature_dim, num_classes, device=old.device, dtype=old.dtype)
         nn.init.zeros_(self.head.bias)
-        self.config = dataclasses.replace(self.config, num_classes=num_classes)
+        self.config = dataclasses.replace(self.config, num_classes=num_classes, names=None)
 
     def stages(self) -> list[nn.Module]:
         """The backbone stages named by :attr:`stage_names`, from input to output."""

@@ -1,0 +1,89 @@
+"""The trainer's plug-ins: a task (classification, detection, segmentation, distillation...)
+and callbacks.
+
+The trainer owns the loop: loaders, optimiser, schedule, mixed precision, EMA, checkpoints,
+logging and processes. A task owns what differs between problems: how a batch is formed,
+what loss a batch gives and how a model is scored. Any object with these members is a
+task; nothing needs to inherit from :class:`Task`. A :class:`Callback` changes a run
+between epochs (unfreezing layers, for instance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from visionkit.train.trainer import Trainer
+
+__all__ = ["TASK_MEMBERS", "Callback", "Task"]
+
+TASK_MEMBERS = ("name", "fitness_key", "collate", "loss", "evaluate")
+"""What an object needs to be a :class:`Task`; the trainer refuses one that lacks any."""
+
+
+class Task(Protocol):
+    """The plug-in a :class:`~visionkit.train.trainer.Trainer` trains with.
+
+    Attributes:
+        name: The run folder's task, e.g. ``"classify"`` (``runs/classify/<name>``).
+        fitness_key: The key of :meth:`evaluate`'s result to maximise: it picks
+            ``best.pt`` and drives early stopping (``"accuracy_top1"``, ``"map"``...).
+        collate: Batches a list of dataset samples; ``None`` uses torch's default.
+    """
+
+    name: str
+    fitness_key: str
+    collate: Callable[[list[Any]], Any] | None
+
+    def loss(
+        self, model: nn.Module, batch: Any, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss of one batch.
+
+        Args:
+            model: The model in training mode, possibly wrapped in
+                ``DistributedDataParallel``: call it as ``model(...)`` so gradients are
+                synchronised across processes.
+            batch: What the loader gave (``collate`` of the samples), still on the CPU.
+            device: Where the model is; move the batch there.
+
+        Returns:
+            The scalar loss to minimise, and its parts as floats for ``results.csv``
+            (logged as ``train/<key>``, averaged over the epoch).
+        """
+        ...
+
+    def evaluate(
+        self, model: nn.Module, loader: Iterable[Any], device: torch.device
+    ) -> Mapping[str, Any]:
+        """Score ``model`` (in eval mode, gradients off) on this process's share of the
+        validation data.
+
+        Under torchrun every process evaluates its shard; the result must cover all
+        shards (merge through ``torch.distributed``, as the metrics classes do), so every
+        process returns the same values.
+
+        Returns:
+            Metric names to values: scalars go to ``results.csv`` as ``val/<key>``;
+            everything (lists, matrices) goes to ``metrics.json``. Must hold
+            :attr:`fitness_key`.
+        """
+        ...
+
+
+class Callback:
+    """Hooks into :meth:`Trainer.fit`; override what you need (e.g. to unfreeze layers).
+
+    ``on_epoch_end`` runs after ``results.csv`` and ``metrics.json`` are written and before
+    the checkpoint, so what it changes (``requires_grad``, optimiser groups) is saved.
+    """
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before epoch ``epoch`` (from 1) trains."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: Mapping[str, Any]) -> None:
+        """After epoch ``epoch`` is evaluated; ``metrics`` are its validation metrics."""
