@@ -13,6 +13,16 @@ __all__ = [
     "DataError",
     "ImageError",
     "VisionKitError",
+    "Model",
     "WeightsError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``visionkit.Model`` without importing the API (and its plotting) at package import."""
+    if name == "Model":
+        from visionkit.api import Model
+
+        return Model
+    raise AttributeError(f"module 'visionkit' has no attribute {name!r}")

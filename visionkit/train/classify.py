@@ -19,7 +19,7 @@ from visionkit.errors import ConfigError, DataError
 from visionkit.metrics.classification import ClassificationMetrics
 from visionkit.train.distributed import all_reduce_sum
 
-__all__ = ["ClassificationTask"]
+__all__ = ["ClassificationTask", "images_and_labels"]
 
 
 class ClassificationTask:
@@ -60,7 +60,7 @@ class ClassificationTask:
         self, model: nn.Module, batch: Any, device: torch.device
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean cross-entropy of the batch; ``{"loss": value}`` for the log."""
-        images, labels = _on_device(batch, device)
+        images, labels = images_and_labels(batch, device)
         loss = self._cross_entropy(model(images), labels, "mean")
         return loss, {"loss": loss.item()}
 
@@ -72,7 +72,7 @@ class ClassificationTask:
         metrics = ClassificationMetrics(self.num_classes, top_k=self.top_k)
         loss_and_count = torch.zeros(2, dtype=torch.float64)
         for batch in loader:
-            images, labels = _on_device(batch, device)
+            images, labels = images_and_labels(batch, device)
             logits = model(images).float()
             loss = self._cross_entropy(logits, labels, "sum")
             loss_and_count += torch.tensor([loss.item(), len(labels)], dtype=torch.float64)
@@ -88,7 +88,7 @@ class ClassificationTask:
         )
 
 
-def _on_device(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def images_and_labels(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images, labels)`` of a batch on ``device``, refusing integer images."""
     images, labels = batch
     if not images.is_floating_point():

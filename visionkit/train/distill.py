@@ -12,15 +12,16 @@ the pairing DeiT found best.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812  (the name torch's own docs use)
 
 from visionkit.errors import ConfigError
+from visionkit.train.classify import ClassificationTask, images_and_labels
 
-__all__ = ["DistillationLoss"]
+__all__ = ["DistillationLoss", "DistillationTask"]
 
 
 class DistillationLoss(nn.Module):
@@ -115,3 +116,38 @@ class DistillationLoss(nn.Module):
             log_target=True,  # log-probabilities on both sides, as DeiT, for stability
         )
         return tau * tau * divergence
+
+
+class DistillationTask(ClassificationTask):
+    """Classification whose training loss also learns from ``teacher`` (:class:`DistillationLoss`).
+
+    Evaluation, metrics and fitness are :class:`~visionkit.train.classify.ClassificationTask`'s,
+    so a distilled run is scored exactly as a plain one.
+
+    Args:
+        num_classes: Number of classes ``C`` of student and teacher.
+        teacher: The fixed teacher, any module with ``[B, C]`` logits.
+        kind: ``"soft"`` or ``"hard"`` distillation.
+        alpha: Weight of the distillation term.
+        tau: Softmax temperature of soft distillation.
+        top_k: The ``k`` of the top-k accuracies.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        teacher: nn.Module,
+        *,
+        kind: Literal["soft", "hard"] = "soft",
+        alpha: float = 0.5,
+        tau: float = 1.0,
+        top_k: tuple[int, ...] = (1, 5),
+    ) -> None:
+        super().__init__(num_classes, top_k=top_k)
+        self.criterion = DistillationLoss(teacher, kind=kind, alpha=alpha, tau=tau)
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[Tensor, dict]:
+        """The distillation loss of one batch; ``{"loss": value}`` for the log."""
+        images, labels = images_and_labels(batch, device)
+        loss = self.criterion.to(device)(images, model(images), labels)
+        return loss, {"loss": loss.item()}

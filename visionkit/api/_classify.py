@@ -1,0 +1,200 @@
+"""Classification behind :class:`~visionkit.api.Model`: build, train, evaluate, predict.
+
+Every step uses the layers below it (registry, datasets and transforms, the trainer with
+a transfer strategy, the metrics) and adds no behaviour of its own beyond wiring them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from visionkit.api._data import dataset_path
+from visionkit.api._results import ClassificationResult
+from visionkit.data.datasets import ClassificationDataset, load_dataset
+from visionkit.data.images import is_image_file, read_image
+from visionkit.data.transforms import classification_transforms
+from visionkit.errors import ConfigError, DataError, WeightsError
+from visionkit.models import ImageClassifier, ModelConfig, create_model, read_state_file
+from visionkit.train import ClassificationTask, TrainConfig, Trainer, TrainResult, new_run_dir
+from visionkit.train.distill import DistillationTask
+from visionkit.train.distributed import select_device
+from visionkit.train.lora import add_lora, merge_lora
+from visionkit.train.trainer import evaluate
+from visionkit.train.transfer import apply_strategy
+
+Source = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
+"""What ``predict`` takes: an image file, a folder, a glob, an RGB array, or a list of them."""
+
+AUGMENT_KEYS = ("flip", "crop_scale", "colour")
+"""Training-augmentation keys of :func:`~visionkit.data.transforms.classification_transforms`."""
+
+
+def load_classifier(path: str | Path) -> ImageClassifier:
+    """Rebuild a trained classifier from a visionkit checkpoint (``best.pt``, ``last.pt``).
+
+    LoRA adapters in the checkpoint are merged, so the model is plain modules again.
+
+    Raises:
+        WeightsError: The file is missing, corrupt, unsafe, or lacks a model config.
+    """
+    state = read_state_file(path)
+    if not isinstance(state.get("model_config"), dict) or "model" not in state:
+        raise WeightsError("not a visionkit checkpoint: no model and model_config", file=path)
+    config = ModelConfig.from_dict(state["model_config"])
+    model = create_model(config.name, num_classes=config.num_classes, **config.kwargs)
+    weights = state["model"]
+    lora_ranks = {t.shape[0] for k, t in weights.items() if ".lora_A." in k}
+    if lora_ranks:
+        add_lora(model, max(lora_ranks))
+    model.load_state_dict(weights)
+    if lora_ranks:
+        model = merge_lora(model)
+    model.config = config
+    return model.eval()
+
+
+def build_classifier(
+    name: str, *, num_classes: int | None, weights: str | None, imgsz: int | None, **options: Any
+) -> ImageClassifier:
+    """A registry classifier, built at ``imgsz`` when given."""
+    if imgsz is not None:
+        options["image_size"] = imgsz
+    return create_model(name, num_classes=num_classes, weights=weights, **options)
+
+
+def train(
+    model: ImageClassifier,
+    *,
+    data: str | Path,
+    strategy: str,
+    teacher: ImageClassifier | None,
+    distill: dict[str, Any],
+    augment: dict[str, Any],
+    run: dict[str, Any],
+    settings: dict[str, Any],
+) -> TrainResult:
+    """Train ``model`` on ``data`` with a transfer ``strategy`` into a new run folder.
+
+    The model's head is reset to the dataset's classes, the strategy freezes what it
+    freezes, the class names go into the model config (so checkpoints know them), and the
+    best weights are loaded back into ``model`` at the end.
+    """
+    path = dataset_path(data, project=run["project"])
+    train_set = load_dataset(path, "classify", "train")
+    val_set = load_dataset(path, "classify", "val")
+    names = tuple(train_set.names)
+    report = apply_strategy(model, strategy, num_classes=len(names))
+    model.config = dataclasses.replace(model.config, names=names)
+    train_set.transforms = _transforms(model.config, train=True, **augment)
+    val_set.transforms = _transforms(model.config, train=False)
+    config = TrainConfig.from_dict(settings)
+    task = (
+        ClassificationTask(len(names), label_smoothing=config.label_smoothing)
+        if teacher is None
+        else DistillationTask(len(names), teacher, **distill)
+    )
+    if not config.quiet:
+        print(report)
+    run_dir = new_run_dir(
+        run["project"], "classify", run["name"], exist_ok=run["exist_ok"] or run["resume"]
+    )
+    args = {"data": str(data), "model": model.config.name, "strategy": strategy, **augment}
+    result = Trainer(
+        model, task, train_set, val_set, config, run_dir, args=args, resume=run["resume"]
+    ).fit()
+    model.load_state_dict(read_state_file(result.best_path)["model"])
+    return result
+
+
+def validate(
+    model: ImageClassifier,
+    *,
+    data: str | Path,
+    split: str,
+    batch: int,
+    device: str,
+    project: str | Path,
+) -> dict[str, Any]:
+    """Classification metrics of ``model`` on one split of ``data``.
+
+    Raises:
+        ConfigError: The dataset's classes differ from the model's.
+    """
+    dataset = load_dataset(dataset_path(data, project=project), "classify", split)
+    _check_classes(model.config, dataset)
+    dataset.transforms = _transforms(model.config, train=False)
+    target = select_device(device)
+    loader = DataLoader(dataset, batch_size=batch)
+    return evaluate(model.to(target), ClassificationTask(model.num_classes), loader, target)
+
+
+def predict(
+    model: ImageClassifier, source: Source, *, batch: int, device: str
+) -> list[ClassificationResult]:
+    """Class probabilities of every image in ``source``, in order."""
+    config, target = model.config, select_device(device)
+    names = config.names or tuple(str(i) for i in range(config.num_classes))
+    pipeline = _transforms(config, train=False)
+    model = model.to(target).eval()
+    results = []
+    items = list(_images(source))
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        images = torch.stack([pipeline(image) for _, image in chunk]).to(target)
+        with torch.no_grad():
+            probs = model(images).float().softmax(dim=1).cpu().numpy()
+        results += [
+            ClassificationResult(p, names, path, image)
+            for (path, image), p in zip(chunk, probs, strict=True)
+        ]
+    return results
+
+
+def _transforms(config: ModelConfig, *, train: bool, **augment: Any) -> Any:
+    return classification_transforms(
+        train, config.image_size, mean=config.mean, std=config.std, **augment
+    )
+
+
+def _check_classes(config: ModelConfig, dataset: ClassificationDataset) -> None:
+    names = tuple(dataset.names)
+    if len(names) != config.num_classes or (config.names and config.names != names):
+        raise ConfigError(
+            f"the dataset has classes {list(names)} but the model "
+            f"{list(config.names) if config.names else config.num_classes}",
+            field="data",
+        )
+
+
+def _images(source: Source) -> Iterator[tuple[Path | None, np.ndarray]]:
+    """``(path or None, RGB array)`` for every image that ``source`` names."""
+    if isinstance(source, np.ndarray):
+        yield None, source
+        return
+    if isinstance(source, (list, tuple)):
+        for item in source:
+            yield from _images(item)
+        return
+    for path in _paths(str(source)):
+        yield path, read_image(path)
+
+
+def _paths(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+    elif path.is_file():
+        found = [path]
+    else:
+        found = sorted(Path(p) for p in glob.glob(source, recursive=True) if is_image_file(p))
+    if not found:
+        raise DataError("no image file, folder of images or glob matches", file=source)
+    return found

@@ -1,0 +1,141 @@
+"""``visionkit classify train|val|predict``: image classification from the command line.
+
+Each mode is one call on :class:`visionkit.Model`, so the CLI and the Python API run the
+same code; keys the user leaves out keep the library's defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
+from visionkit.cli._tables import format_table, to_json
+
+
+def _pair(text: str) -> tuple[float, float]:
+    """``"0.5,1"`` -> ``(0.5, 1.0)``."""
+    low, _, high = text.partition(",")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.5,1 got {text!r}") from None
+
+
+_MODEL = Option("model", "registry name (visionkit models) or a trained checkpoint (.pt)")
+_DEVICE = Option("device", "auto, cpu, cuda, cuda:1 or mps")
+_JSON = Option("json", "print JSON instead of a table (true/false)", parse_bool)
+
+_TRAIN = [
+    Option("data", "image folder, dataset file or synthetic name (shapes-shortcut)", required=True),
+    _MODEL,
+    Option("weights", "DEFAULT, a torchvision weights name, hf:<repo-id> or a local file"),
+    Option("epochs", "passes over the training data", int),
+    Option("batch", "images per step", int),
+    Option("imgsz", "input side in pixels", int),
+    Option("strategy", "full, linear, partial:N or lora:R"),
+    Option("teacher", "model or checkpoint to distil from"),
+    Option("distill", "soft or hard distillation", choices=("soft", "hard")),
+    Option("alpha", "weight of the distillation term", float),
+    Option("tau", "soft distillation temperature", float),
+    Option("flip", "horizontal flip probability", float),
+    Option("crop_scale", "random crop area range, e.g. 0.5,1", _pair),
+    Option("colour", "colour jitter (true/false)", parse_bool),
+    Option("project", "runs folder"),
+    Option("name", "run name (name2, name3... when taken)"),
+    Option("exist_ok", "reuse the run folder (true/false)", parse_bool),
+    Option("resume", "continue the run `name` from weights/last.pt (true/false)", parse_bool),
+    Option("optimizer", "adamw or sgd", choices=("adamw", "sgd")),
+    Option("lr", "peak learning rate", float),
+    Option("weight_decay", "weight decay", float),
+    Option("momentum", "SGD momentum / AdamW beta1", float),
+    Option("warmup_epochs", "linear warmup length in epochs", float),
+    Option("lr_final", "final learning rate as a fraction of lr", float),
+    Option("grad_clip", "maximum gradient norm", float),
+    Option("label_smoothing", "cross-entropy label smoothing", float),
+    Option("amp", "mixed precision on CUDA (true/false)", parse_bool),
+    Option("ema", "keep an EMA of the weights (true/false)", parse_bool),
+    Option("patience", "stop after this many epochs without improvement", int),
+    Option("seed", "random seed", int),
+    Option("deterministic", "deterministic algorithms (true/false)", parse_bool),
+    Option("workers", "data-loading processes", int),
+    _DEVICE,
+    Option("quiet", "no progress bar or epoch lines (true/false)", parse_bool),
+    Option("save_period", "also keep weights/epoch<N>.pt every N epochs", int),
+]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``classify`` and its modes to the top-level ``commands``."""
+    modes = add_group(commands, "classify", "Image classification: train, evaluate, predict.")
+    add_mode(modes, "train", _train, "train a classifier into runs/classify/<name>", _TRAIN)
+    add_mode(
+        modes,
+        "val",
+        _val,
+        "evaluate a classifier on one split of a dataset",
+        [
+            Option("data", "image folder or dataset file", required=True),
+            _MODEL,
+            Option("split", "split to evaluate"),
+            Option("batch", "images per step", int),
+            _DEVICE,
+            _JSON,
+        ],
+    )
+    add_mode(
+        modes,
+        "predict",
+        _predict,
+        "classify images: a file, a folder or a glob",
+        [
+            Option("source", "image file, folder or glob", required=True),
+            _MODEL,
+            Option("batch", "images per step", int),
+            _DEVICE,
+            Option("save", "write annotated images to `out` (true/false)", parse_bool),
+            Option("out", "folder for annotated images (default runs/classify/predict)"),
+            _JSON,
+        ],
+    )
+
+
+def _model(kwargs: dict):
+    from visionkit.api import Model
+
+    return Model(kwargs.pop("model", "cnn-small"), weights=kwargs.pop("weights", None))
+
+
+def _train(args: argparse.Namespace) -> int:
+    kwargs = given(args)
+    result = _model(kwargs).train(**kwargs)
+    print(f"best {result.best_fitness:.4f} at epoch {result.best_epoch}: {result.best_path}")
+    return 0
+
+
+def _val(args: argparse.Namespace) -> int:
+    kwargs = given(args, drop=("json",))
+    metrics = _model(kwargs).val(**kwargs)
+    if getattr(args, "json", False):
+        print(to_json(metrics))
+        return 0
+    scalars = [(key, value) for key, value in metrics.items() if isinstance(value, float)]
+    print(format_table(["metric", "value"], scalars))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    kwargs = given(args, drop=("json", "save", "out"))
+    results = _model(kwargs).predict(kwargs.pop("source"), **kwargs)
+    out = Path(getattr(args, "out", "runs/classify/predict"))
+    for index, result in enumerate(results):
+        if getattr(args, "save", False):
+            result.save(out / f"{index:05d}_{Path(str(result.path or 'array')).stem}.png")
+    if getattr(args, "json", False):
+        print(to_json({"predictions": [result.to_json() for result in results]}))
+        return 0
+    rows = [[str(r.path), r.name, r.top1conf] for r in results]
+    print(format_table(["image", "class", "confidence"], rows))
+    if getattr(args, "save", False):
+        print(f"annotated images in {out}")
+    return 0
