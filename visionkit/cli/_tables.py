@@ -9,17 +9,18 @@ from typing import Any
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Right-aligned columns (the first left-aligned); floats with three decimals.
+    """Columns of numbers right-aligned, of text left-aligned; floats with three decimals.
 
     Example:
         >>> print(format_table(["class", "AP"], [["cat", 0.5]]))
         class     AP
         cat    0.500
     """
+    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
-    lines = [_line(headers, widths), *(_line(row, widths) for row in cells)]
-    return "\n".join(lines)
+    aligned = list(zip(widths, numeric, strict=True))
+    return "\n".join(_line(line, aligned) for line in [[str(h) for h in headers], *cells])
 
 
 def to_json(result: Mapping[str, Any]) -> str:
@@ -33,11 +34,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _line(values: Sequence[Any], widths: Sequence[int]) -> str:
-    first, *rest = (str(v) for v in values)
-    return "  ".join(
-        [first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))]
-    )
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _line(values: Sequence[str], aligned: Sequence[tuple[int, bool]]) -> str:
+    parts = [
+        value.rjust(width) if right else value.ljust(width)
+        for value, (width, right) in zip(values, aligned, strict=True)
+    ]
+    return "  ".join(parts).rstrip()
 
 
 def _plain(value: Any) -> Any:

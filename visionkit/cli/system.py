@@ -1,4 +1,5 @@
-"""``visionkit checks``: what this environment has, without downloading anything."""
+"""``visionkit checks`` and ``visionkit models``: what this environment has and can build,
+without downloading anything."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import platform
 
 from visionkit import __version__
+from visionkit.cli._parsing import Option, add_options
+from visionkit.cli._tables import format_table
 
 _PACKAGES = (
     "torch",
@@ -24,9 +27,24 @@ _PACKAGES = (
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add ``checks`` to the top-level ``commands``."""
+    """Add ``checks`` and ``models`` to the top-level ``commands``."""
     parser = commands.add_parser("checks", help="report versions, devices and offline mode")
     parser.set_defaults(handler=_checks)
+    parser = commands.add_parser("models", help="list the models that can be built, by task")
+    add_options(parser, [Option("task", "only this task's models (classify...)")])
+    parser.set_defaults(handler=_models)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from visionkit.models import list_models, model_info
+
+    rows = [
+        [name, info.task, info.default_weights or "-", info.description]
+        for name in list_models(getattr(args, "task", None))
+        for info in [model_info(name)]
+    ]
+    print(format_table(["model", "task", "default weights", "description"], rows))
+    return 0
 
 
 def _checks(_: argparse.Namespace) -> int:
