@@ -7,6 +7,7 @@ same code; keys the user leaves out keep the library's defaults.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
@@ -109,7 +110,8 @@ def _model(kwargs: dict):
 def _train(args: argparse.Namespace) -> int:
     kwargs = given(args)
     result = _model(kwargs).train(**kwargs)
-    print(f"best {result.best_fitness:.4f} at epoch {result.best_epoch}: {result.best_path}")
+    if os.environ.get("RANK", "0") == "0":  # torchrun: the main process speaks for all
+        print(f"best {result.best_fitness:.4f} at epoch {result.best_epoch}: {result.best_path}")
     return 0
 
 
