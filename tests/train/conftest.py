@@ -1,5 +1,8 @@
 """Tiny models and datasets for the training tests: fast on a CPU, easy to learn.
 
+:class:`ProtocolClassifier` puts the classifier protocol on any small backbone, for the
+tests of the transfer strategies (linear probe, partial, LoRA, cached features).
+
 The helpers are plain module-level functions and classes as well as fixtures, so a test
 that trains in a subprocess (resume after a kill, torchrun) can load this file by path
 (:data:`CONFTEST`) and build the very same model and data there.
@@ -77,6 +80,65 @@ class TinyCNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
+
+
+class ProtocolClassifier(nn.Module):
+    """The classifier protocol (``forward_features``, ``forward_head``, ``reset_classifier``,
+    ``stages()``) on any backbone ``[B, 3, H, W] -> [B, feature_dim]``, with a linear head.
+
+    Args:
+        backbone: Images to features.
+        feature_dim: Features per image.
+        stage_names: Names of the backbone's submodules that :meth:`stages` returns.
+        num_classes: Classes of the head.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        stage_names: tuple[str, ...],
+        num_classes: int = 3,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.stage_names = stage_names
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.feature_dim, num_classes)
+        self.num_classes = num_classes
+
+    def stages(self) -> list[nn.Module]:
+        return [self.backbone.get_submodule(name) for name in self.stage_names]
+
+
+@pytest.fixture
+def protocol_classifier() -> type[ProtocolClassifier]:
+    """The class :class:`ProtocolClassifier`:
+    ``protocol_classifier(backbone, feature_dim, stage_names, num_classes=3)``."""
+    return ProtocolClassifier
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: for hundreds of tiny optimiser steps on a shared CPU,
+    where thread hand-offs would dominate. Use with ``pytest.mark.usefixtures``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -18,13 +18,7 @@ TEACHER = torch.tensor([[1.0, 0.0, 3.0, -1.0], [0.5, 2.5, -1.0, 0.0], [-1.0, 0.0
 LABELS = torch.tensor([0, 3, 1])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Hundreds of small optimiser steps: on a shared CPU, thread hand-offs would dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Replay(nn.Module):

@@ -13,61 +13,31 @@ from visionkit.train.features import extract_features, install_head, train_linea
 N_IMAGES = 40
 
 
-class CountingClassifier(nn.Module):
-    """The classifier protocol on a small conv backbone that counts the images it sees."""
-
-    stage_names = ("0", "2")
-
-    def __init__(self, num_classes: int = 3) -> None:
-        super().__init__()
-        self.backbone = nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1),
-            nn.BatchNorm2d(6),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.feature_dim = 6
-        self.num_classes = num_classes
-        self.head = nn.Linear(6, num_classes)
-        self.images_seen = 0
-        self.modes_seen: set[bool] = set()
-        self.backbone.register_forward_hook(self._count)
-
-    def _count(self, module: nn.Module, args: tuple[torch.Tensor], output: torch.Tensor) -> None:
-        self.images_seen += len(args[0])
-        self.modes_seen.add(module.training)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.feature_dim, num_classes)
-        self.num_classes = num_classes
-
-    def stages(self) -> list[nn.Module]:
-        return [self.backbone.get_submodule(name) for name in self.stage_names]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Hundreds of tiny optimiser steps: on a shared CPU, thread hand-offs would dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def model() -> CountingClassifier:
+def model(protocol_classifier) -> nn.Module:
+    """The classifier protocol on a small conv backbone that counts the images it sees
+    (``images_seen``) and the modes it saw them in (``modes_seen``)."""
     torch.manual_seed(0)
-    return CountingClassifier()
+    backbone = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+    model = protocol_classifier(backbone, 6, ("0", "2"))
+    model.images_seen = 0
+    model.modes_seen = set()
+
+    def count(module: nn.Module, args: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        model.images_seen += len(args[0])
+        model.modes_seen.add(module.training)
+
+    backbone.register_forward_hook(count)
+    return model
 
 
 @pytest.fixture
@@ -75,7 +45,7 @@ def images() -> torch.Tensor:
     return torch.randn(N_IMAGES, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
 
-def _separable_labels(model: CountingClassifier, images: torch.Tensor) -> torch.Tensor:
+def _separable_labels(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Labels that a linear head on the model's features can fit exactly."""
     with torch.no_grad():
         features = model.eval().forward_features(images)

@@ -12,51 +12,39 @@ from visionkit.errors import ConfigError
 from visionkit.train.lora import add_lora, lora_parameters, merge_lora
 
 RANK = 2
+STAGES = ("0", "2", "6")
 
 
-class TinyClassifier(nn.Module):
-    """The classifier protocol on a backbone with both Conv2d and Linear layers."""
-
-    stage_names = ("0", "2", "6")
-
-    def __init__(self, backbone: nn.Module | None = None, feature_dim: int = 10) -> None:
-        super().__init__()
-        self.backbone = backbone or nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(4, 6, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(6, feature_dim),
-            nn.ReLU(),
-        )
-        self.feature_dim = feature_dim
-        self.num_classes = 3
-        self.head = nn.Linear(feature_dim, 3)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.feature_dim, num_classes)
-        self.num_classes = num_classes
-
-    def stages(self) -> list[nn.Module]:
-        return [self.backbone.get_submodule(name) for name in self.stage_names]
+def _backbone() -> nn.Sequential:
+    """Conv, conv and linear layers (both kinds that LoRA adapts) to 10 features."""
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 10),
+        nn.ReLU(),
+    )
 
 
 @pytest.fixture
-def pair() -> tuple[TinyClassifier, TinyClassifier]:
+def tiny(protocol_classifier):
+    """Factory: ``tiny(backbone=None)``, the classifier protocol with 3 classes on
+    ``backbone`` (10 features; :func:`_backbone` when None), stages ``0``, ``2``, ``6``."""
+
+    def make(backbone: nn.Module | None = None) -> nn.Module:
+        return protocol_classifier(_backbone() if backbone is None else backbone, 10, STAGES)
+
+    return make
+
+
+@pytest.fixture
+def pair(tiny) -> tuple[nn.Module, nn.Module]:
     """(base model, an independent copy with LoRA adapters)."""
     torch.manual_seed(0)
-    base = TinyClassifier()
+    base = tiny()
     return base, add_lora(copy.deepcopy(base), RANK, alpha=4.0)
 
 
@@ -139,16 +127,16 @@ def test_the_protocol_survives_adaptation(pair):
 
 
 @pytest.mark.parametrize(("target", "adapted"), [("linear", {"3"}), ("conv", {"0"})])
-def test_target_chooses_the_layer_kind(target, adapted):
+def test_target_chooses_the_layer_kind(target, adapted, tiny):
     torch.manual_seed(0)
     backbone = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)
     )
-    model = add_lora(TinyClassifier(backbone), RANK, target=target)
+    model = add_lora(tiny(backbone), RANK, target=target)
     assert {name.split(".")[1] for name in lora_parameters(model)} == adapted
 
 
-def test_grouped_and_dilated_convolutions_stay_plain_and_frozen():
+def test_grouped_and_dilated_convolutions_stay_plain_and_frozen(tiny):
     backbone = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),
         nn.Conv2d(4, 4, 3, padding=1, groups=4),
@@ -156,7 +144,7 @@ def test_grouped_and_dilated_convolutions_stay_plain_and_frozen():
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )
-    model = add_lora(TinyClassifier(backbone), RANK, target="conv")
+    model = add_lora(tiny(backbone), RANK, target="conv")
 
     assert {name.split(".")[1] for name in lora_parameters(model)} == {"0"}
     assert type(model.backbone[1]) is nn.Conv2d and type(model.backbone[2]) is nn.Conv2d
@@ -173,9 +161,9 @@ def test_grouped_and_dilated_convolutions_stay_plain_and_frozen():
         ({"rank": 2, "target": "attention"}, "target"),
     ],
 )
-def test_bad_arguments_name_their_field(kwargs, field):
+def test_bad_arguments_name_their_field(kwargs, field, tiny):
     with pytest.raises(ConfigError) as caught:
-        add_lora(TinyClassifier(), **kwargs)
+        add_lora(tiny(), **kwargs)
     assert caught.value.field == field
 
 

@@ -18,52 +18,31 @@ from visionkit.train.transfer import (
     parse_strategy,
 )
 
+STAGES = ("stem", "stage1", "stage2")
 
-class TinyClassifier(nn.Module):
-    """The classifier protocol on three conv stages with BatchNorm; 8 features."""
 
-    stage_names = ("stem", "stage1", "stage2")
+def _backbone() -> nn.Sequential:
+    """Three conv stages with BatchNorm, pooled to 8 features."""
 
-    def __init__(self, num_classes: int = 3) -> None:
-        super().__init__()
+    def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+        conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU())
 
-        def block(cin: int, cout: int, stride: int) -> nn.Sequential:
-            conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
-            return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU())
-
-        self.backbone = nn.Sequential(
-            OrderedDict(
-                stem=block(3, 4, 1),
-                stage1=block(4, 6, 2),
-                stage2=block(6, 8, 2),
-                pool=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
-            )
+    return nn.Sequential(
+        OrderedDict(
+            stem=block(3, 4, 1),
+            stage1=block(4, 6, 2),
+            stage2=block(6, 8, 2),
+            pool=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         )
-        self.feature_dim = 8
-        self.num_classes = num_classes
-        self.head = nn.Linear(8, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.feature_dim, num_classes)
-        self.num_classes = num_classes
-
-    def stages(self) -> list[nn.Module]:
-        return [self.backbone.get_submodule(name) for name in self.stage_names]
+    )
 
 
 @pytest.fixture
-def model() -> TinyClassifier:
+def model(protocol_classifier) -> nn.Module:
+    """The classifier protocol with 3 classes on :func:`_backbone`."""
     torch.manual_seed(0)
-    return TinyClassifier()
+    return protocol_classifier(_backbone(), 8, STAGES)
 
 
 def _names(module: nn.Module, prefix: str) -> set[str]:
@@ -158,11 +137,13 @@ def test_full_trains_everything(model):
     assert set(report.trainable_names) == {name for name, _ in model.named_parameters()}
 
 
-def test_lora_trains_adapters_and_head_only(model):
+def test_lora_trains_adapters_and_head_only(model, protocol_classifier):
     report = apply_strategy(model, "lora:2")
     adapters = {name for name in report.trainable_names if ".lora_" in name}
     assert adapters and set(report.trainable_names) == adapters | {"head.weight", "head.bias"}
-    assert report.total > sum(p.numel() for p in TinyClassifier().parameters())
+    assert report.total > sum(
+        p.numel() for p in protocol_classifier(_backbone(), 8, STAGES).parameters()
+    )
 
 
 def test_head_is_replaced_only_when_the_class_count_changes(model):

@@ -169,38 +169,50 @@ def _candidate_pairs(
     sorted_group = gt_group[gt_order]
     low = np.searchsorted(sorted_group, kept_group, side="left")
     count = np.searchsorted(sorted_group, kept_group, side="right") - low
+    layout = _PairLayout(gt, dets, kept, kept_group, low, count, gt_order)
     total = np.cumsum(count)
     cuts = np.searchsorted(
         total, np.arange(_PAIR_CHUNK, total[-1] if len(total) else 0, _PAIR_CHUNK)
     )
     bounds = np.unique(np.r_[0, cuts, len(kept)])
-    chunks = [
-        _chunk_pairs(gt, dets, kept, kept_group, low, count, gt_order, range(first, stop))
-        for first, stop in itertools.pairwise(bounds)
-    ]
+    chunks = [_chunk_pairs(layout, slice(*part)) for part in itertools.pairwise(bounds)]
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     return tuple(np.concatenate(parts) for parts in zip(empty, *chunks, strict=True))
 
 
-def _chunk_pairs(
-    gt: Instances,
-    dets: Instances,
-    kept: np.ndarray,
-    kept_group: np.ndarray,
-    low: np.ndarray,
-    count: np.ndarray,
-    gt_order: np.ndarray,
-    positions: range,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The surviving pairs of the kept detections at ``positions``: see :func:`_candidate_pairs`."""
-    part = slice(positions.start, positions.stop)
-    pair_det = np.repeat(np.arange(positions.start, positions.stop), count[part])
-    offset = np.arange(len(pair_det)) - np.repeat(np.cumsum(count[part]) - count[part], count[part])
-    pair_gt = gt_order[low[pair_det] + offset]
+@dataclass(frozen=True)
+class _PairLayout:
+    """Where the candidate objects of each kept detection lie: see :func:`_candidate_pairs`.
+
+    Attributes:
+        gt: The ground truth.
+        dets: The detections.
+        kept: ``[D]`` indices into ``dets`` of the kept detections, by (group, rank).
+        kept_group: ``[D]`` (image, category) group of each kept detection.
+        low: ``[D]`` first position in ``gt_order`` of the objects of its group.
+        count: ``[D]`` number of objects in its group.
+        gt_order: ``[G]`` object indices sorted by group, file order within one.
+    """
+
+    gt: Instances
+    dets: Instances
+    kept: np.ndarray
+    kept_group: np.ndarray
+    low: np.ndarray
+    count: np.ndarray
+    gt_order: np.ndarray
+
+
+def _chunk_pairs(layout: _PairLayout, part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The surviving pairs of the kept detections at ``part``: see :func:`_candidate_pairs`."""
+    gt, dets, count = layout.gt, layout.dets, layout.count[part]
+    pair_det = np.repeat(np.arange(part.start, part.stop), count)
+    offset = np.arange(len(pair_det)) - np.repeat(np.cumsum(count) - count, count)
+    pair_gt = layout.gt_order[layout.low[pair_det] + offset]
     if dets.masks is None:
-        iou = _box_iou(dets.boxes[kept[pair_det]], gt.boxes[pair_gt], gt.crowd[pair_gt])
+        iou = _box_iou(dets.boxes[layout.kept[pair_det]], gt.boxes[pair_gt], gt.crowd[pair_gt])
     else:
-        iou = _mask_iou(gt, dets, kept[part], kept_group[part], low[part], count[part], gt_order)
+        iou = _mask_iou(layout, part)
     keep = iou >= min(IOU_THRESHOLDS[0], 1 - 1e-10)
     return pair_det[keep], pair_gt[keep], iou[keep]
 
@@ -219,18 +231,14 @@ def _box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=overlap)
 
 
-def _mask_iou(
-    gt: Instances,
-    dets: Instances,
-    kept: np.ndarray,
-    kept_group: np.ndarray,
-    low: np.ndarray,
-    count: np.ndarray,
-    gt_order: np.ndarray,
-) -> np.ndarray:
-    """Mask IoU of the pairs of :func:`_candidate_pairs`, in their order (each group's kept
-    detections in rank order, times its objects in file order): one pycocotools ``iou``
-    call per group, which treats crowd regions as pycocotools does."""
+def _mask_iou(layout: _PairLayout, part: slice) -> np.ndarray:
+    """Mask IoU of the pairs of the kept detections at ``part``, in the order of
+    :func:`_candidate_pairs` (each group's kept detections in rank order, times its objects
+    in file order): one pycocotools ``iou`` call per group, which treats crowd regions as
+    pycocotools does."""
+    gt, dets, gt_order = layout.gt, layout.dets, layout.gt_order
+    kept, kept_group = layout.kept[part], layout.kept_group[part]
+    low, count = layout.low[part], layout.count[part]
     starts = np.flatnonzero(np.diff(kept_group, prepend=-1))
     ends = np.append(starts[1:], len(kept))[: len(starts)]
     blocks = [np.zeros(0)]

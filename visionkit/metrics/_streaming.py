@@ -81,6 +81,34 @@ def nan_mean(values: np.ndarray) -> float:
     return float(kept.mean()) if kept.size else float("nan")
 
 
+def _process_group() -> Any:
+    """``torch.distributed`` when a group of two or more processes is initialised, else None."""
+    dist = sys.modules.get("torch.distributed")  # set up only by a program that imported torch
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist if dist.get_world_size() >= 2 else None
+
+
+def gather_across_processes(value: Any) -> list[Any]:
+    """Every process's ``value``, in rank order, under an initialised ``torch.distributed``.
+
+    Without a process group of two or more processes this is ``[value]`` (and torch is not
+    imported). Otherwise it is collective: every process must call it.
+
+    Args:
+        value: Any picklable object.
+
+    Returns:
+        One ``value`` per process, rank 0 first.
+    """
+    dist = _process_group()
+    if dist is None:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def sum_across_processes(state: State) -> State:
     """Sum every array of ``state`` over the processes of an initialised ``torch.distributed``.
 
@@ -97,15 +125,12 @@ def sum_across_processes(state: State) -> State:
         The summed arrays, each with its own shape and dtype, under the union of the keys in
         the order in which the processes (by rank) first hold them.
     """
-    dist = sys.modules.get("torch.distributed")  # set up only by a program that imported torch
-    if dist is None or not dist.is_available() or not dist.is_initialized():
-        return state
-    if dist.get_world_size() < 2:
+    dist = _process_group()
+    if dist is None:
         return state
     import torch
 
-    layouts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(layouts, [(k, v.shape, v.dtype.str) for k, v in state.items()])
+    layouts = gather_across_processes([(k, v.shape, v.dtype.str) for k, v in state.items()])
     union: dict[Hashable, tuple[tuple[int, ...], str]] = {}
     for layout in layouts:
         for key, shape, dtype in layout:

@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from visionkit.metrics._detection_inputs import (
     read_image,
     stack_images,
 )
+from visionkit.metrics._streaming import gather_across_processes
 from visionkit.metrics._voc import evaluate_voc
 
 __all__ = [
@@ -319,11 +319,4 @@ def _split(image: np.ndarray, count: int, *columns: np.ndarray) -> list[list[np.
 
 def _gather(images: list[ImageRecord]) -> list[ImageRecord]:
     """Every process's images, rank by rank, under an initialised ``torch.distributed``."""
-    dist = sys.modules.get("torch.distributed")  # set up only by a program that imported torch
-    if dist is None or not dist.is_available() or not dist.is_initialized():
-        return images
-    if dist.get_world_size() < 2:
-        return images
-    parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, images)
-    return [image for part in parts for image in part]
+    return [image for part in gather_across_processes(images) for image in part]

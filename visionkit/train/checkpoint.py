@@ -23,10 +23,8 @@ the target, so a run killed at any moment leaves either the old or the new file 
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from visionkit.data.formats._files import write_bytes_atomic
 from visionkit.errors import ConfigError, WeightsError
 from visionkit.models import read_state_file
 from visionkit.train.config import TrainConfig
@@ -87,19 +86,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         path: The file to create or replace; its folder is created if missing.
         write: Writes the content to the binary file object it is given.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a run's files are for anyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(Path(path), write, mode=0o644)  # a run's files are for anyone to read
 
 
 def copy_atomic(source: str | Path, target: str | Path) -> None:

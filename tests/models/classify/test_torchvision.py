@@ -6,17 +6,12 @@ import pytest
 import torch
 import torchvision
 
-from visionkit.models import create_model
+from visionkit.models import create_model, list_models
 from visionkit.models.classify import _torchvision
 
-TORCHVISION = [
-    "resnet18",
-    "resnet50",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "convnext_tiny",
-    "vit_b_16",
-]
+# Every registered classifier that torchvision builds too (the full catalogue is pinned in
+# tests/models/test_registry.py).
+TORCHVISION = [n for n in list_models("classify") if n in torchvision.models.list_models()]
 
 
 @pytest.fixture(scope="module")

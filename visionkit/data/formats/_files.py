@@ -1,11 +1,13 @@
-"""File helpers shared by the format writers."""
+"""File helpers shared by the format writers (and the trainer's atomic writes)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 
 def place_file(src: Path, dst: Path) -> None:
@@ -25,21 +27,39 @@ def place_file(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader never
-    sees a half-written label file."""
+def write_bytes_atomic(
+    path: Path, write: Callable[[IO[bytes]], None], *, mode: int | None = None
+) -> None:
+    """Create or replace ``path`` whole: ``write`` fills a temporary file in the same folder,
+    which is flushed to disk and renamed over ``path``, so a reader (or a process killed at
+    any moment) finds either the old file or the new one, never half of one.
+
+    Args:
+        path: The file to create or replace; its folder is created if missing.
+        write: Writes the content to the binary file object it is given.
+        mode: Permission bits of the file; ``None`` gives those of a plain ``open``
+            (``0o666`` less the umask).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        # mkstemp makes 0600; give the file the permissions asked for, or normal ones.
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`write_bytes_atomic`, so a reader
+    never sees a half-written label file."""
+    # "\n" becomes os.linesep, as a file opened in text mode writes it.
+    write_bytes_atomic(path, lambda handle: handle.write(text.replace("\n", os.linesep).encode()))
 
 
 def _umask() -> int:

@@ -1,4 +1,7 @@
-"""The weights flow that every classification builder shares.
+"""The registration and the weights flow that every classification builder shares.
+
+:func:`register_classifier` registers a builder for task ``classify`` with the default
+weights of its :data:`PRETRAINED` entry, so a family module names each model once.
 
 A builder supplies ``make(num_classes)`` (a randomly initialised classifier) and, when its
 family has pretrained weights of its own kind (torchvision enums, hf checkpoints), a
@@ -19,6 +22,7 @@ import torch
 from visionkit.errors import WeightsError
 from visionkit.models.classify._classifier import ImageClassifier, ModelConfig
 from visionkit.models.classify._pretrained import PRETRAINED
+from visionkit.models.registry import BuilderT, register_model
 from visionkit.models.weights import (
     WeightsSource,
     apply_state_dict,
@@ -31,6 +35,22 @@ DEFAULT_NUM_CLASSES = 1000
 
 MakeFn = Callable[[int], ImageClassifier]
 PretrainedFn = Callable[[WeightsSource], ImageClassifier]
+
+
+def register_classifier(name: str, description: str) -> Callable[[BuilderT], BuilderT]:
+    """Register a classification builder under ``name`` (see
+    :func:`~visionkit.models.register_model`), its default weights those of :data:`PRETRAINED`.
+
+    Args:
+        name: Registry name; also the key of its entry in :data:`PRETRAINED`.
+        description: One line shown by ``visionkit models``.
+
+    Returns:
+        A decorator that registers the builder and returns it unchanged.
+    """
+    return register_model(
+        name, task="classify", description=description, default_weights=PRETRAINED[name].weights
+    )
 
 
 def make_config(

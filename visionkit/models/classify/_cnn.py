@@ -14,10 +14,9 @@ from collections import OrderedDict
 from torch import nn
 
 from visionkit.errors import ConfigError
-from visionkit.models.classify._build import build_classifier, make_config
+from visionkit.models.classify._build import build_classifier, make_config, register_classifier
 from visionkit.models.classify._classifier import ImageClassifier
 from visionkit.models.classify._pretrained import PRETRAINED
-from visionkit.models.registry import register_model
 
 __all__ = ["cnn_small"]
 
@@ -52,11 +51,8 @@ def _backbone(width: int) -> nn.Sequential:
     )
 
 
-@register_model(
-    "cnn-small",
-    task="classify",
-    default_weights=PRETRAINED["cnn-small"].weights,
-    description="Compact 7-conv CNN (0.3 M parameters): trains from scratch on a CPU",
+@register_classifier(
+    "cnn-small", "Compact 7-conv CNN (0.3 M parameters): trains from scratch on a CPU"
 )
 def cnn_small(
     *,

@@ -17,10 +17,14 @@ from torch import nn
 
 from visionkit.errors import ConfigError
 from visionkit.models._hub import hf_from_pretrained
-from visionkit.models.classify._build import DEFAULT_NUM_CLASSES, build_classifier, make_config
+from visionkit.models.classify._build import (
+    DEFAULT_NUM_CLASSES,
+    build_classifier,
+    make_config,
+    register_classifier,
+)
 from visionkit.models.classify._classifier import ImageClassifier
 from visionkit.models.classify._pretrained import PRETRAINED
-from visionkit.models.registry import register_model
 from visionkit.models.weights import WeightsSource
 
 __all__ = ["HFViTBackbone", "deit_small", "deit_tiny"]
@@ -70,7 +74,6 @@ class HFViTBackbone(nn.Module):
 
 def _build_deit(
     name: str,
-    *,
     num_classes: int | None,
     weights: str | None,
     image_size: int,
@@ -123,11 +126,8 @@ def _build_deit(
     )
 
 
-@register_model(
-    "deit-tiny",
-    task="classify",
-    default_weights=PRETRAINED["deit-tiny"].weights,
-    description="DeiT-Ti/16 (transformers), 5.7 M parameters, ImageNet-1k weights",
+@register_classifier(
+    "deit-tiny", "DeiT-Ti/16 (transformers), 5.7 M parameters, ImageNet-1k weights"
 )
 def deit_tiny(
     *,
@@ -144,21 +144,10 @@ def deit_tiny(
         image_size: Input side; sets the position grid of a new encoder.
         config_overrides: ``ViTConfig`` fields to change (``num_hidden_layers``...).
     """
-    return _build_deit(
-        "deit-tiny",
-        num_classes=num_classes,
-        weights=weights,
-        image_size=image_size,
-        config_overrides=config_overrides,
-    )
+    return _build_deit("deit-tiny", num_classes, weights, image_size, config_overrides)
 
 
-@register_model(
-    "deit-small",
-    task="classify",
-    default_weights=PRETRAINED["deit-small"].weights,
-    description="DeiT-S/16 (transformers), 22 M parameters, ImageNet-1k weights",
-)
+@register_classifier("deit-small", "DeiT-S/16 (transformers), 22 M parameters, ImageNet-1k weights")
 def deit_small(
     *,
     num_classes: int | None = None,
@@ -170,10 +159,4 @@ def deit_small(
 
     Args: as :func:`deit_tiny`.
     """
-    return _build_deit(
-        "deit-small",
-        num_classes=num_classes,
-        weights=weights,
-        image_size=image_size,
-        config_overrides=config_overrides,
-    )
+    return _build_deit("deit-small", num_classes, weights, image_size, config_overrides)

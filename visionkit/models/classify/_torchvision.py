@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from visionkit.models.classify._build import build_classifier, make_config
+from visionkit.models.classify._build import build_classifier, make_config, register_classifier
 from visionkit.models.classify._classifier import ImageClassifier
 from visionkit.models.classify._pretrained import PRETRAINED
 from visionkit.models.classify._vit import ViTBackbone, ViTEmbed
-from visionkit.models.registry import register_model
 from visionkit.models.weights import WeightsSource, apply_state_dict, read_state_dict
 
 __all__ = [
@@ -147,19 +146,10 @@ def _build(
     )
 
 
-def _register(name: str, description: str) -> Callable:
-    return register_model(
-        name,
-        task="classify",
-        description=description,
-        default_weights=PRETRAINED[name].weights,
-    )
-
-
 _SIZE = PRETRAINED["resnet18"].image_size
 
 
-@_register("resnet18", "ResNet-18 (torchvision), 11.7 M parameters, ImageNet-1k weights")
+@register_classifier("resnet18", "ResNet-18 (torchvision), 11.7 M parameters, ImageNet-1k weights")
 def resnet18(
     *, num_classes: int | None = None, weights: str | None = None, image_size: int = _SIZE
 ) -> ImageClassifier:
@@ -167,7 +157,7 @@ def resnet18(
     return _build("resnet18", num_classes=num_classes, weights=weights, image_size=image_size)
 
 
-@_register("resnet50", "ResNet-50 (torchvision), 25.6 M parameters, ImageNet-1k weights")
+@register_classifier("resnet50", "ResNet-50 (torchvision), 25.6 M parameters, ImageNet-1k weights")
 def resnet50(
     *, num_classes: int | None = None, weights: str | None = None, image_size: int = _SIZE
 ) -> ImageClassifier:
@@ -175,7 +165,7 @@ def resnet50(
     return _build("resnet50", num_classes=num_classes, weights=weights, image_size=image_size)
 
 
-@_register("mobilenet_v3_small", "MobileNetV3-Small (torchvision), 2.5 M parameters")
+@register_classifier("mobilenet_v3_small", "MobileNetV3-Small (torchvision), 2.5 M parameters")
 def mobilenet_v3_small(
     *, num_classes: int | None = None, weights: str | None = None, image_size: int = _SIZE
 ) -> ImageClassifier:
@@ -185,7 +175,7 @@ def mobilenet_v3_small(
     )
 
 
-@_register("mobilenet_v3_large", "MobileNetV3-Large (torchvision), 5.5 M parameters")
+@register_classifier("mobilenet_v3_large", "MobileNetV3-Large (torchvision), 5.5 M parameters")
 def mobilenet_v3_large(
     *, num_classes: int | None = None, weights: str | None = None, image_size: int = _SIZE
 ) -> ImageClassifier:
@@ -195,7 +185,9 @@ def mobilenet_v3_large(
     )
 
 
-@_register("convnext_tiny", "ConvNeXt-T (torchvision), 28.6 M parameters, ImageNet-1k weights")
+@register_classifier(
+    "convnext_tiny", "ConvNeXt-T (torchvision), 28.6 M parameters, ImageNet-1k weights"
+)
 def convnext_tiny(
     *, num_classes: int | None = None, weights: str | None = None, image_size: int = _SIZE
 ) -> ImageClassifier:
@@ -203,7 +195,7 @@ def convnext_tiny(
     return _build("convnext_tiny", num_classes=num_classes, weights=weights, image_size=image_size)
 
 
-@_register("vit_b_16", "ViT-B/16 (torchvision), 86.6 M parameters, ImageNet-1k weights")
+@register_classifier("vit_b_16", "ViT-B/16 (torchvision), 86.6 M parameters, ImageNet-1k weights")
 def vit_b_16(
     *, num_classes: int | None = None, weights: str | None = None, image_size: int = _SIZE
 ) -> ImageClassifier:

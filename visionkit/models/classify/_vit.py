@@ -19,10 +19,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from visionkit.errors import ConfigError
-from visionkit.models.classify._build import build_classifier, make_config
+from visionkit.models.classify._build import build_classifier, make_config, register_classifier
 from visionkit.models.classify._classifier import ImageClassifier
-from visionkit.models.classify._pretrained import PRETRAINED
-from visionkit.models.registry import register_model
 
 __all__ = ["ViTBackbone", "ViTEmbed", "vit_small", "vit_tiny"]
 
@@ -135,7 +133,6 @@ def _scratch_backbone(arch: _ViTArch, image_size: int, patch_size: int) -> ViTBa
 
 def _build_vit(
     name: str,
-    *,
     num_classes: int | None,
     weights: str | None,
     image_size: int,
@@ -160,11 +157,8 @@ def _build_vit(
     return build_classifier(make, model_name=name, weights=weights, num_classes=num_classes)
 
 
-@register_model(
-    "vit-tiny",
-    task="classify",
-    default_weights=PRETRAINED["vit-tiny"].weights,
-    description="ViT, 4 blocks of width 64 (0.2 M parameters): trains from scratch on a CPU",
+@register_classifier(
+    "vit-tiny", "ViT, 4 blocks of width 64 (0.2 M parameters): trains from scratch on a CPU"
 )
 def vit_tiny(
     *,
@@ -175,21 +169,11 @@ def vit_tiny(
     drop_rate: float = 0.0,
 ) -> ImageClassifier:
     """A tiny ViT for small images: 4 blocks, width 64, 4 heads, ``patch_size`` patches."""
-    return _build_vit(
-        "vit-tiny",
-        num_classes=num_classes,
-        weights=weights,
-        image_size=image_size,
-        patch_size=patch_size,
-        drop_rate=drop_rate,
-    )
+    return _build_vit("vit-tiny", num_classes, weights, image_size, patch_size, drop_rate)
 
 
-@register_model(
-    "vit-small",
-    task="classify",
-    default_weights=PRETRAINED["vit-small"].weights,
-    description="ViT, 6 blocks of width 128 (1.2 M parameters): trains from scratch on a CPU",
+@register_classifier(
+    "vit-small", "ViT, 6 blocks of width 128 (1.2 M parameters): trains from scratch on a CPU"
 )
 def vit_small(
     *,
@@ -200,11 +184,4 @@ def vit_small(
     drop_rate: float = 0.0,
 ) -> ImageClassifier:
     """A small ViT for small images: 6 blocks, width 128, 4 heads, ``patch_size`` patches."""
-    return _build_vit(
-        "vit-small",
-        num_classes=num_classes,
-        weights=weights,
-        image_size=image_size,
-        patch_size=patch_size,
-        drop_rate=drop_rate,
-    )
+    return _build_vit("vit-small", num_classes, weights, image_size, patch_size, drop_rate)
