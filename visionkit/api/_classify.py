@@ -23,9 +23,10 @@ from visionkit.data.images import is_image_file, read_image
 from visionkit.data.transforms import classification_transforms
 from visionkit.errors import ConfigError, DataError, WeightsError
 from visionkit.models import ImageClassifier, ModelConfig, create_model, read_state_file
+from visionkit.models.weights import apply_state_dict
 from visionkit.train import ClassificationTask, TrainConfig, Trainer, TrainResult, new_run_dir
 from visionkit.train.distill import DistillationTask
-from visionkit.train.distributed import select_device
+from visionkit.train.distributed import broadcast_from_main, init_distributed, select_device
 from visionkit.train.lora import add_lora, merge_lora
 from visionkit.train.trainer import evaluate
 from visionkit.train.transfer import apply_strategy
@@ -43,18 +44,22 @@ def load_classifier(path: str | Path) -> ImageClassifier:
     LoRA adapters in the checkpoint are merged, so the model is plain modules again.
 
     Raises:
-        WeightsError: The file is missing, corrupt, unsafe, or lacks a model config.
+        WeightsError: The file is missing, corrupt, unsafe, lacks a model config, or its
+            config or weights do not build a model (names the file and the field).
     """
     state = read_state_file(path)
-    if not isinstance(state.get("model_config"), dict) or "model" not in state:
+    if not isinstance(state.get("model_config"), dict) or not isinstance(state.get("model"), dict):
         raise WeightsError("not a visionkit checkpoint: no model and model_config", file=path)
-    config = ModelConfig.from_dict(state["model_config"])
-    model = create_model(config.name, num_classes=config.num_classes, **config.kwargs)
+    try:
+        config = ModelConfig.from_dict(state["model_config"])
+        model = create_model(config.name, num_classes=config.num_classes, **config.kwargs)
+    except ConfigError as error:  # the file is at fault, not the caller's arguments
+        raise WeightsError(f"model_config: {error.message}", file=path, field=error.field) from None
     weights = state["model"]
     lora_ranks = {t.shape[0] for k, t in weights.items() if ".lora_A." in k}
     if lora_ranks:
         add_lora(model, max(lora_ranks))
-    model.load_state_dict(weights)
+    apply_state_dict(model, weights, file=path)  # a misfit is a WeightsError, not a traceback
     if lora_ranks:
         model = merge_lora(model)
     model.config = config
@@ -87,21 +92,26 @@ def train(
     freezes, the class names go into the model config (so checkpoints know them), and the
     best weights are loaded back into ``model`` at the end.
     """
-    path = dataset_path(data, project=run["project"])
+    config = TrainConfig.from_dict(settings)  # a misspelt setting fails before any work
+    context = init_distributed()  # under torchrun: one dataset render, one run folder
+    path = broadcast_from_main(
+        dataset_path(data, project=run["project"]) if context.is_main else None
+    )
     train_set = load_dataset(path, "classify", "train")
     val_set = load_dataset(path, "classify", "val")
     names = tuple(train_set.names)
-    report = apply_strategy(model, strategy, num_classes=len(names))
-    model.config = dataclasses.replace(model.config, names=names)
-    train_set.transforms = _transforms(model.config, train=True, **augment)
-    val_set.transforms = _transforms(model.config, train=False)
-    config = TrainConfig.from_dict(settings)
+    if teacher is not None:
+        _check_classes(teacher.config, train_set, who="teacher")
     task = (
         ClassificationTask(len(names), label_smoothing=config.label_smoothing)
         if teacher is None
         else DistillationTask(len(names), teacher, **distill)
     )
-    if not config.quiet:
+    report = apply_strategy(model, strategy, num_classes=len(names))
+    model.config = dataclasses.replace(model.config, names=names)
+    train_set.transforms = _transforms(model.config, train=True, **augment)
+    val_set.transforms = _transforms(model.config, train=False)
+    if context.is_main and not config.quiet:
         print(report)
     run_dir = new_run_dir(
         run["project"], "classify", run["name"], exist_ok=run["exist_ok"] or run["resume"]
@@ -164,20 +174,24 @@ def _transforms(config: ModelConfig, *, train: bool, **augment: Any) -> Any:
     )
 
 
-def _check_classes(config: ModelConfig, dataset: ClassificationDataset) -> None:
+def _check_classes(
+    config: ModelConfig, dataset: ClassificationDataset, *, who: str = "model"
+) -> None:
+    """Refuse a model (or teacher: ``who``) whose classes are not the dataset's, in order."""
     names = tuple(dataset.names)
     if len(names) != config.num_classes or (config.names and config.names != names):
         raise ConfigError(
-            f"the dataset has classes {list(names)} but the model "
+            f"the dataset has classes {list(names)} but the {who} "
             f"{list(config.names) if config.names else config.num_classes}",
-            field="data",
+            file=dataset.catalog.source,
+            field="data" if who == "model" else who,
         )
 
 
 def _images(source: Source) -> Iterator[tuple[Path | None, np.ndarray]]:
     """``(path or None, RGB array)`` for every image that ``source`` names."""
     if isinstance(source, np.ndarray):
-        yield None, source
+        yield None, _rgb_array(source)
         return
     if isinstance(source, (list, tuple)):
         for item in source:
@@ -185,6 +199,19 @@ def _images(source: Source) -> Iterator[tuple[Path | None, np.ndarray]]:
         return
     for path in _paths(str(source)):
         yield path, read_image(path)
+
+
+def _rgb_array(array: np.ndarray) -> np.ndarray:
+    """``array`` as ``uint8`` ``[H, W, 3]`` (gray ``[H, W]`` is repeated), else a DataError."""
+    if array.dtype == np.uint8 and array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise DataError(
+            f"an image array must be uint8 RGB [H, W, 3] or gray [H, W], got {array.dtype} "
+            f"{list(array.shape)}; pass several images as a list",
+            field="source",
+        )
+    return array
 
 
 def _paths(source: str) -> list[Path]:

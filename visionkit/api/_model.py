@@ -140,12 +140,23 @@ class Model:
         return _classify.predict(self._network(None), source, batch=batch, device=device)
 
     def _network(self, imgsz: int | None) -> Any:
-        """The network, built from the registry on first use (at ``imgsz`` when given)."""
+        """The network, built from the registry on first use (at ``imgsz`` when given).
+
+        Raises:
+            ConfigError: ``imgsz`` differs from the size of a network already built or
+                loaded (the transforms and a ViT's position embeddings follow that size).
+        """
         if self.network is None:
             from visionkit.api._classify import build_classifier
 
             self.network = build_classifier(
                 self.name, num_classes=None, weights=self.weights, imgsz=imgsz, **self.options
+            )
+        elif imgsz is not None and imgsz != self.network.config.image_size:
+            raise ConfigError(
+                f"the model is built for {self.network.config.image_size} px, got {imgsz}; "
+                "leave imgsz unset or start from a new Model",
+                field="imgsz",
             )
         return self.network
 
