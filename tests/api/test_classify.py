@@ -321,3 +321,20 @@ def test_predict_names_a_file_that_is_not_an_image(digits_run, folder):
     with pytest.raises(ImageError) as error:
         digits_run.model.predict(folder / "notes.txt")
     assert str(folder / "notes.txt") in _one_line(error)
+
+
+def test_cached_linear_probe_trains_only_the_head_and_writes_a_loadable_run(digits, tmp_path, fast):
+    source = visionkit.Model("cnn-small", image_size=16)
+    source.predict(np.zeros((16, 16, 3), np.uint8))  # builds the random-init network
+    before = {k: v.clone() for k, v in source.network.backbone.state_dict().items()}
+    result = source.train(
+        data=digits.path, strategy="linear", cache=True, epochs=30, lr=0.01, batch=64,
+        project=tmp_path, name="probe", **fast,
+    )  # fmt: skip
+    after = source.network.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # backbone untouched
+    assert result.best_fitness > 0.5  # random features, trained head: well above 0.1
+    reloaded = visionkit.Model(result.best_path)
+    assert reloaded.val(data=digits.path)["accuracy_top1"] == result.best_fitness
+    with pytest.raises(ConfigError, match="cache"):
+        source.train(data=digits.path, strategy="full", cache=True, project=tmp_path, **fast)

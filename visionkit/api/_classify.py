@@ -27,9 +27,10 @@ from visionkit.models.weights import apply_state_dict
 from visionkit.train import ClassificationTask, TrainConfig, Trainer, TrainResult, new_run_dir
 from visionkit.train.distill import DistillationTask
 from visionkit.train.distributed import broadcast_from_main, init_distributed, select_device
+from visionkit.train.features import fit_linear_probe
 from visionkit.train.lora import add_lora, merge_lora
 from visionkit.train.trainer import evaluate
-from visionkit.train.transfer import apply_strategy
+from visionkit.train.transfer import apply_strategy, parse_strategy
 
 Source = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
 """What ``predict`` takes: an image file, a folder, a glob, an RGB array, or a list of them."""
@@ -107,9 +108,12 @@ def train(
         if teacher is None
         else DistillationTask(len(names), teacher, **distill)
     )
+    cache = run["cache"]
+    if cache and (str(parse_strategy(strategy)) != "linear" or teacher or run["resume"]):
+        raise ConfigError("cached features serve a plain linear probe only", field="cache")
     report = apply_strategy(model, strategy, num_classes=len(names))
     model.config = dataclasses.replace(model.config, names=names)
-    train_set.transforms = _transforms(model.config, train=True, **augment)
+    train_set.transforms = _transforms(model.config, train=not cache, **({} if cache else augment))
     val_set.transforms = _transforms(model.config, train=False)
     if context.is_main and not config.quiet:
         print(report)
@@ -117,6 +121,8 @@ def train(
         run["project"], "classify", run["name"], exist_ok=run["exist_ok"] or run["resume"]
     )
     args = {"data": str(data), "model": model.config.name, "strategy": strategy, **augment}
+    if cache:
+        return fit_linear_probe(model, task, train_set, val_set, config, run_dir, args=args)
     result = Trainer(
         model, task, train_set, val_set, config, run_dir, args=args, resume=run["resume"]
     ).fit()

@@ -79,6 +79,7 @@ class Model:
         name: str = "train",
         exist_ok: bool = False,
         resume: bool = False,
+        cache: bool = False,
         **settings: Any,
     ) -> Any:
         """Train on ``data`` into ``<project>/classify/<name>``; return the run's result.
@@ -95,6 +96,8 @@ class Model:
             flip, crop_scale, colour: Training augmentation (no flips for digits or text).
             project, name, exist_ok: The run folder (``name2``... when taken).
             resume: Continue the run ``name`` from its ``weights/last.pt``.
+            cache: With ``strategy="linear"``: extract features once and train the head
+                on them (no augmentation), much faster than epochs through the backbone.
             **settings: Any :class:`~visionkit.train.TrainConfig` field (``lr``,
                 ``optimizer``, ``seed``, ``device``, ``patience``, ``ema``...).
 
@@ -111,7 +114,13 @@ class Model:
             teacher=None if teacher is None else _as_model(teacher)._network(None),
             distill={"kind": distill, "alpha": alpha, "tau": tau},
             augment={"flip": flip, "crop_scale": tuple(crop_scale), "colour": colour},
-            run={"project": project, "name": name, "exist_ok": exist_ok, "resume": resume},
+            run={
+                "project": project,
+                "name": name,
+                "exist_ok": exist_ok,
+                "resume": resume,
+                "cache": cache,
+            },
             settings={"epochs": epochs, "batch": batch, **settings},
         )
 

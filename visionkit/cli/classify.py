@@ -46,6 +46,7 @@ _TRAIN = [
     Option("name", "run name (name2, name3... when taken)"),
     Option("exist_ok", "reuse the run folder (true/false)", parse_bool),
     Option("resume", "continue the run `name` from weights/last.pt (true/false)", parse_bool),
+    Option("cache", "linear strategy: train the head on features extracted once", parse_bool),
     Option("optimizer", "adamw or sgd", choices=("adamw", "sgd")),
     Option("lr", "peak learning rate", float),
     Option("weight_decay", "weight decay", float),

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from visionkit.errors import ConfigError
+from visionkit.train.checkpoint import save_checkpoint
+from visionkit.train.classify import ClassificationTask
+from visionkit.train.config import TrainConfig
+from visionkit.train.distributed import select_device
+from visionkit.train.run_dir import plain, write_args, write_metrics
+from visionkit.train.trainer import TrainResult, evaluate
 
-__all__ = ["extract_features", "install_head", "train_linear_head"]
+__all__ = ["extract_features", "fit_linear_probe", "install_head", "train_linear_head"]
 
 
 def extract_features(
@@ -162,3 +170,40 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+def fit_linear_probe(
+    model: nn.Module,
+    task: ClassificationTask,
+    train_data: Dataset,
+    val_data: Dataset,
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    args: dict[str, Any] | None = None,
+) -> TrainResult:
+    """The ``linear`` strategy's run on cached features, written like a trainer's run.
+
+    Features of ``train_data`` are extracted once (give it evaluation transforms: no
+    augmentation reaches cached features), the head trains for ``config.epochs`` passes
+    over them, and the model is scored on ``val_data`` by ``task``. The run folder gets
+    ``args.yaml``, ``metrics.json`` and ``weights/best.pt`` = ``weights/last.pt``.
+    """
+    device = select_device(config.device)
+    features, labels = extract_features(model, train_data, batch=config.batch, device=device)
+    head = train_linear_head(
+        features, labels, task.num_classes, epochs=config.epochs, lr=config.lr,
+        weight_decay=config.weight_decay, batch=config.batch, seed=config.seed,
+    )  # fmt: skip
+    install_head(model, head)
+    loader = DataLoader(val_data, batch_size=config.batch)
+    metrics = plain(evaluate(model.to(device), task, loader, device))
+    run_dir = Path(run_dir)
+    write_args(run_dir, {"task": task.name, **(args or {}), **config.to_dict(), "cache": True})
+    fitness = float(metrics[task.fitness_key])
+    write_metrics(run_dir, {"task": task.name, "best": metrics, "last": metrics})
+    best = run_dir / "weights" / "best.pt"
+    state = {"model": model.state_dict(), "model_config": model.config.to_dict(), "epoch": 1}
+    for path in (best, best.with_name("last.pt")):
+        save_checkpoint(path, state)
+    return TrainResult(run_dir, best, best.with_name("last.pt"), fitness, 1, metrics, 1)
