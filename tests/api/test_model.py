@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import visionkit
-from visionkit.errors import ConfigError, DataError, VisionKitError
+from visionkit.errors import ConfigError, DataError, VisionKitError, WeightsError
 
 
 def _one_line(error: pytest.ExceptionInfo[VisionKitError]) -> str:
@@ -71,6 +71,16 @@ def test_resume_refuses_a_changed_setting(small_digits, fast, tmp_path):
     with pytest.raises(ConfigError) as error:
         visionkit.Model("cnn-small").train(**settings, epochs=2, name="r", resume=True, **fast)
     assert "last.pt" in _one_line(error) and "'epochs'" in str(error.value)
+
+
+def test_resuming_a_run_that_never_started_names_the_missing_checkpoint(
+    small_digits, fast, tmp_path
+):
+    settings = {"data": small_digits.path, "imgsz": 16, "project": tmp_path, "name": "ghost"}
+    with pytest.raises(WeightsError) as error:
+        visionkit.Model("cnn-small").train(**settings, resume=True, **fast)
+    assert "ghost/weights/last.pt" in _one_line(error)
+    assert not (tmp_path / "classify" / "ghost").exists()  # the name stays free
 
 
 def test_hard_distillation_passes_the_teacher_on(noisy_digits, digits_run, fast, tmp_path):

@@ -117,6 +117,9 @@ def train(
     val_set.transforms = _transforms(model.config, train=False)
     if context.is_main and not config.quiet:
         print(report)
+    last = Path(run["project"]) / "classify" / run["name"] / "weights" / "last.pt"
+    if run["resume"] and not last.is_file():  # before a run folder is made under that name
+        raise WeightsError("no run to resume: the checkpoint does not exist", file=last)
     run_dir = new_run_dir(
         run["project"], "classify", run["name"], exist_ok=run["exist_ok"] or run["resume"]
     )
