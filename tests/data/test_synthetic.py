@@ -27,7 +27,7 @@ from visionkit.data.synthetic import (
 )
 from visionkit.data.synthetic._canvas import Canvas, tight_boxes
 from visionkit.data.synthetic._shapes import Sprite
-from visionkit.data.synthetic.shortcut import cue_hue
+from visionkit.data.synthetic.shortcut import cue_hue, shortcut_label
 from visionkit.errors import ConfigError
 from visionkit.ops.masks import rle_to_bbox, rle_to_mask
 
@@ -195,6 +195,14 @@ def _cue_rate(config: ShortcutConfig, n: int = 600) -> float:
 @pytest.mark.parametrize("strength", [0.0, 0.7, 1.0])
 def test_shortcut_cue_agrees_at_strength(strength: float) -> None:
     assert abs(_cue_rate(ShortcutConfig(imgsz=64, strength=strength)) - strength) < 0.06
+
+
+def test_shortcut_label_is_the_label_of_the_sample_whatever_the_config() -> None:
+    configs = [ShortcutConfig(imgsz=32), ShortcutConfig(imgsz=40, counterfactual=True)]
+    for index in range(40):
+        label = shortcut_label(3, index)
+        assert all(make_shortcut_sample(3, index, c).label == label for c in configs)
+    assert len({shortcut_label(3, index) for index in range(40)}) == len(CATEGORIES)
 
 
 def test_counterfactual_cue_never_agrees() -> None:

@@ -11,10 +11,27 @@ from visionkit.errors import ConfigError
 from visionkit.models import create_model
 
 
+@pytest.mark.parametrize("downsample", ["stride", "max"])
 @pytest.mark.parametrize("side", [8, 19, 256])
-def test_any_input_side_gives_logits(side):
-    model = create_model("cnn-small", num_classes=2, width=8).eval()
+def test_any_input_side_gives_logits(side, downsample):
+    model = create_model("cnn-small", num_classes=2, width=8, downsample=downsample).eval()
     assert model(torch.randn(1, 3, side, side)).shape == (1, 2)
+
+
+def test_max_pooling_stages_keep_the_parameters_and_rebuild_from_their_config():
+    strided = create_model("cnn-small", num_classes=3, width=8)
+    pooled = create_model("cnn-small", num_classes=3, width=8, downsample="max").eval()
+    assert sum(p.numel() for p in pooled.parameters()) == sum(
+        p.numel() for p in strided.parameters()
+    )
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in strided.modules())
+    # A checkpoint rebuilds the model from the recorded options: same function.
+    rebuilt = create_model("cnn-small", num_classes=3, **pooled.config.kwargs).eval()
+    rebuilt.load_state_dict(pooled.state_dict())
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.equal(rebuilt(images), pooled(images))
+    with pytest.raises(ConfigError, match="downsample"):
+        create_model("cnn-small", downsample="avg")
 
 
 def test_width_sets_the_feature_size_and_must_be_positive():

@@ -4,6 +4,13 @@ Each image is rendered by a pure function of ``(seed, index)``, saved as PNG int
 staging folder and described by a :class:`~visionkit.data.records.Catalog`; the format
 writer then links the images into its own layout. Splits draw from disjoint index
 ranges, so the validation images are the same whatever the size of the training split.
+
+A ``shapes-shortcut`` dataset can keep some classes only, and hold the same number of
+images of each: the exporter walks a split's indices in order and keeps those whose label
+it still needs (labels are cheap to draw, see
+:func:`~visionkit.data.synthetic.shortcut.shortcut_label`), so two exports with the same
+seed and disjoint classes share no image, and a transfer-learning experiment can train on
+some classes and transfer to the others.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from visionkit.data.formats import FORMAT_NAMES, write_catalog
-from visionkit.data.records import Catalog, ImageRecord
+from visionkit.data.records import Catalog, Category, ImageRecord
 from visionkit.data.synthetic import (
     CATEGORIES,
     ShapesConfig,
@@ -29,6 +36,7 @@ from visionkit.data.synthetic import (
     make_shortcut_sample,
     scene_annotations,
 )
+from visionkit.data.synthetic.shortcut import shortcut_label
 from visionkit.errors import ConfigError
 
 KINDS = ("shapes", "shapes-shortcut")
@@ -56,6 +64,8 @@ def export_synthetic(
     imgsz: int = 256,
     seed: int = 0,
     strength: float = 0.9,
+    classes: Sequence[str] | None = None,
+    per_class: bool = False,
     workers: int | None = None,
 ) -> Path:
     """Write a synthetic dataset with ``train`` and ``val`` splits into folder ``out``.
@@ -67,11 +77,18 @@ def export_synthetic(
             counterfactual ``test`` split of ``val`` images where the cue is always wrong).
         format: Any of :data:`~visionkit.data.formats.FORMAT_NAMES`; ``folder`` needs
             ``kind="shapes-shortcut"`` (it stores one label per image).
-        train: Number of training images.
-        val: Number of validation images.
+        train: Number of training images (of each class when ``per_class``).
+        val: Number of validation images (of each class when ``per_class``).
         imgsz: Image side in pixels.
         seed: Generator seed: the same arguments write identical files.
         strength: ``shapes-shortcut`` only: probability that the cue agrees with the class.
+            The cue is drawn from the hues of all :data:`CATEGORIES`, kept or not, so at
+            ``1 / len(CATEGORIES)`` it says nothing about the class whatever ``classes``.
+        classes: ``shapes-shortcut`` only: names of the :data:`CATEGORIES` to keep (the
+            dataset then has these classes only); ``None`` keeps all.
+        per_class: ``shapes-shortcut`` only: ``train`` and ``val`` count the images of
+            each class, so every split is balanced; else they count all images, whose
+            classes are drawn at random.
         workers: Processes rendering images; None uses every core.
 
     Returns:
@@ -79,6 +96,7 @@ def export_synthetic(
         (for example ``out/data.yaml`` for YOLO, ``out`` for COCO).
     """
     _validate(kind, format, train, val, imgsz, strength)
+    categories = _kept_categories(kind, classes, per_class)
     out = Path(out)
     splits = {"train": train, "val": val}
     if kind == "shapes-shortcut":
@@ -86,7 +104,8 @@ def export_synthetic(
     written = []
     for split, count in splits.items():
         job = _Job(kind, seed, imgsz, strength, split == "test", out / f".staging-{split}")
-        catalog = _render_split(job, _SPLIT_OFFSET[split], count, workers, split)
+        indices = _split_indices(job, _SPLIT_OFFSET[split], count, categories, per_class)
+        catalog = _render_split(job, indices, categories, workers, split)
         written.append(write_catalog(catalog, out, format, split=split))
         shutil.rmtree(job.staging)
     return out if format == "coco" else written[0]
@@ -113,11 +132,59 @@ def _validate(kind: str, format: str, train: int, val: int, imgsz: int, strength
         raise ConfigError(f"strength must lie in [0, 1], got {strength}", field="strength")
 
 
-def _render_split(job: _Job, offset: int, count: int, workers: int | None, split: str) -> Catalog:
+def _kept_categories(kind: str, classes: Sequence[str] | None, per_class: bool) -> list[Category]:
+    """The categories that ``classes`` names (all when ``None``), in :data:`CATEGORIES` order."""
+    if kind != "shapes-shortcut" and (classes is not None or per_class):
+        raise ConfigError(
+            "classes and per_class need kind=shapes-shortcut (one class per image)",
+            field="classes" if classes is not None else "per_class",
+        )
+    if classes is None:
+        return list(CATEGORIES)
+    if isinstance(classes, str):
+        raise ConfigError(f"classes must be a list of names, got {classes!r}", field="classes")
+    known = [category.name for category in CATEGORIES]
+    unknown = [name for name in classes if name not in known]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        problem = f"unknown {unknown}" if unknown else "an empty or repeating list"
+        raise ConfigError(
+            f"classes must name distinct categories of {known}; got {problem}", field="classes"
+        )
+    return [category for category in CATEGORIES if category.name in classes]
+
+
+def _split_indices(
+    job: _Job, offset: int, count: int, categories: list[Category], per_class: bool
+) -> list[int]:
+    """Sample indices of one split: the first ones from ``offset`` on whose labels are in
+    ``categories``, ``count`` in all or, when ``per_class``, ``count`` of each class."""
+    if len(categories) == len(CATEGORIES) and not per_class:
+        return list(range(offset, offset + count))  # every label is kept: no need to draw
+    left = {category.id: count for category in categories}  # images still wanted, by class
+    total = count * len(left) if per_class else count
+    indices: list[int] = []
+    index = offset
+    while len(indices) < total:
+        label = shortcut_label(job.seed, index)
+        if left.get(label, 0) > 0:
+            indices.append(index)
+            if per_class:
+                left[label] -= 1
+        index += 1
+    return indices
+
+
+def _render_split(
+    job: _Job,
+    indices: list[int],
+    categories: list[Category],
+    workers: int | None,
+    split: str,
+) -> Catalog:
     from tqdm import tqdm
 
     job.staging.mkdir(parents=True, exist_ok=True)
-    indices = range(offset, offset + count)
+    count = len(indices)
     render = partial(_render_one, job)
     bar = partial(
         tqdm, total=count, desc=f"{job.kind} {split}", unit="img", disable=not sys.stderr.isatty()
@@ -129,7 +196,7 @@ def _render_split(job: _Job, offset: int, count: int, workers: int | None, split
         with ProcessPoolExecutor(workers) as pool:
             records = list(bar(pool.map(render, indices, chunksize=32)))
     _number_annotations(records)
-    return Catalog(job.staging, list(CATEGORIES), records, source=job.staging)
+    return Catalog(job.staging, categories, records, source=job.staging)
 
 
 def _render_one(job: _Job, index: int) -> ImageRecord:

@@ -104,8 +104,7 @@ def make_shortcut_sample(
         >>> sample.agrees, sample.scene.labels.tolist() == [sample.label]
         (False, True)
     """
-    rng = generator_rng(seed, index, _STREAM)
-    label = random_category(rng)
+    rng, label = _label_draw(seed, index)
     cue = _draw_cue(rng, label, config)
     hue = cue_hue(cue) + rng.uniform(-_HUE_JITTER, _HUE_JITTER)
     canvas = Canvas(background(rng, config.imgsz, hue_colours(rng, hue)))
@@ -114,6 +113,26 @@ def make_shortcut_sample(
     x, y = random_position(rng, mask.shape, config.imgsz)
     canvas.paint(textured(rng, label, mask), x, y)
     return ShortcutSample(canvas.scene(), label, cue)
+
+
+def shortcut_label(seed: int, index: int) -> int:
+    """The class (category id) of sample ``index`` of ``shapes-shortcut`` with ``seed``.
+
+    It is the sample's first random draw, so this costs microseconds where rendering costs
+    milliseconds: an exporter picks the indices of the classes it wants before drawing any.
+    The label does not depend on the :class:`ShortcutConfig`.
+
+    Example:
+        >>> shortcut_label(0, 3) == make_shortcut_sample(0, 3).label
+        True
+    """
+    return _label_draw(seed, index)[1]
+
+
+def _label_draw(seed: int, index: int) -> tuple[np.random.Generator, int]:
+    """The sample's random source and its label, drawn first from it."""
+    rng = generator_rng(seed, index, _STREAM)
+    return rng, random_category(rng)
 
 
 def _draw_cue(rng: np.random.Generator, label: int, config: ShortcutConfig) -> int:
