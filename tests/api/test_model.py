@@ -4,9 +4,11 @@ distillation, synthetic data by name, and bad input refused before any work."""
 from __future__ import annotations
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 import visionkit
 from visionkit.errors import ConfigError, DataError, VisionKitError, WeightsError
@@ -175,3 +177,26 @@ def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(VisionKitError) as error:
         visionkit.Model(missing)
     assert str(missing) in _one_line(error)
+
+
+def test_the_same_seed_trains_the_same_weights(small_digits, fast, tmp_path):
+    settings = {"data": small_digits.path, "imgsz": 16, "epochs": 1, "project": tmp_path}
+    first = visionkit.Model("cnn-small").train(**settings, seed=3, **fast)
+    second = visionkit.Model("cnn-small").train(**settings, seed=3, **fast)
+    a, b = (torch.load(r.best_path, weights_only=True)["model"] for r in (first, second))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_trained_on_other_classes_gets_a_new_head(small_digits, fast, tmp_path):
+    settings = {"data": small_digits.path, "imgsz": 16, "epochs": 1, "project": tmp_path}
+    source = visionkit.Model("cnn-small").train(**settings, **fast)
+    renamed = tmp_path / "renamed"
+    shutil.copytree(small_digits.path, renamed)
+    for split in ("train", "val"):
+        for index, folder in enumerate(sorted((renamed / split).iterdir())):
+            folder.rename(folder.with_name(f"class{index}"))
+    model = visionkit.Model(source.best_path)
+    old_head = model.network.head.weight.detach().clone()
+    model.train(**{**settings, "data": renamed}, strategy="linear", lr=1e-9, **fast)
+    assert model.names == ("class0", "class1", "class2")
+    assert not torch.equal(model.network.head.weight, old_head)

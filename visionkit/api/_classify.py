@@ -111,6 +111,8 @@ def train(
     cache = run["cache"]
     if cache and (str(parse_strategy(strategy)) != "linear" or teacher or run["resume"]):
         raise ConfigError("cached features serve a plain linear probe only", field="cache")
+    if model.config.names not in (None, names):  # same count, other classes: a new head
+        model.reset_classifier(len(names))
     report = apply_strategy(model, strategy, num_classes=len(names))
     model.config = dataclasses.replace(model.config, names=names)
     train_set.transforms = _transforms(model.config, train=not cache, **({} if cache else augment))

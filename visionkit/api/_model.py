@@ -105,7 +105,10 @@ class Model:
             The :class:`~visionkit.train.TrainResult`; the model then holds the best weights.
         """
         from visionkit.api import _classify
+        from visionkit.train import TrainConfig
+        from visionkit.train.distributed import seed_everything
 
+        seed_everything(settings.get("seed", TrainConfig.seed))  # new heads and adapters too
         network = self._network(imgsz)
         return _classify.train(
             network,
