@@ -22,6 +22,7 @@ from visionkit.ops.boxes import (
     distance_box_iou,
     generalized_box_iou,
     nms,
+    paired_box_iou,
     valid_boxes,
 )
 
@@ -201,3 +202,19 @@ def test_nms_rejects_mismatched_scores() -> None:
         nms(torch.zeros((2, 4)), torch.zeros(3), 0.5)
     with pytest.raises(ConfigError, match="field 'labels'"):
         batched_nms(torch.zeros((2, 4)), torch.zeros(2), torch.zeros(1), 0.5)
+
+
+@pytest.mark.parametrize("to", [np.asarray, torch.as_tensor])
+def test_paired_iou_is_the_diagonal_of_the_pairwise_iou(to):
+    rng = np.random.default_rng(7)
+    corners = rng.uniform(0, 50, size=(2, 20, 2, 2))
+    a, b = (to(np.concatenate([c.min(1), c.max(1)], axis=1)) for c in corners)
+    a[0] = b[0] = to(np.array([3.0, 3.0, 3.0, 3.0]))  # two empty boxes: IoU 0, not NaN
+    paired, pairwise = paired_box_iou(a, b), box_iou(a, b)
+    assert np.allclose(np.asarray(paired), np.diagonal(np.asarray(pairwise)), atol=1e-12)
+    assert float(paired[0]) == 0.0
+
+
+def test_paired_iou_refuses_unequal_counts():
+    with pytest.raises(ConfigError):
+        paired_box_iou(np.zeros((2, 4)), np.zeros((3, 4)))

@@ -31,7 +31,7 @@ from visionkit.errors import ConfigError, DataError
 from visionkit.metrics import _mot_clear, _mot_hota, _mot_identity, _mot_io
 from visionkit.metrics._mot_data import TrackingSequence, Tracks, to_dense
 from visionkit.metrics._mot_io import read_mot_file, write_mot_file
-from visionkit.ops.boxes import box_area
+from visionkit.ops.boxes import paired_box_iou
 
 HOTA_ALPHAS = _mot_hota.ALPHAS
 """The 19 localisation thresholds 0.05, 0.10, ..., 0.95 of the ``*_alpha`` arrays."""
@@ -246,13 +246,7 @@ def sot_precision(pred_boxes: Any, gt_boxes: Any, threshold: float = 20.0) -> fl
 def _sot_ious(pred_boxes: Any, gt_boxes: Any) -> np.ndarray:
     """``[M]`` IoU of each frame's predicted and gt box, over the M target-present frames."""
     pred, gt = _sot_present(pred_boxes, gt_boxes)
-    lt = np.maximum(pred[:, :2], gt[:, :2])
-    rb = np.minimum(pred[:, 2:], gt[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    union = box_area(pred) + box_area(gt) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ious = inter / union
-    return np.where(np.isfinite(ious) & (union > 0), ious, 0.0)
+    return np.nan_to_num(paired_box_iou(pred, gt), nan=0.0)  # a missing prediction scores 0
 
 
 def _sot_present(pred_boxes: Any, gt_boxes: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from visionkit.ops.boxes import (
     generalized_box_iou,
     nms,
     normalize_boxes,
+    paired_box_iou,
     valid_boxes,
 )
 from visionkit.ops.masks import (
@@ -42,6 +43,7 @@ __all__ = [
     "denormalize_boxes",
     "distance_box_iou",
     "generalized_box_iou",
+    "paired_box_iou",
     "mask_iou",
     "mask_to_polygons",
     "mask_to_rle",

@@ -165,6 +165,32 @@ def box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
     return _safe_div(inter, union)
 
 
+def paired_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
+    """Intersection over union of each box with its partner: ``a[i]`` with ``b[i]``.
+
+    The diagonal of :func:`box_iou` without the ``[N, N]`` matrix, e.g. a tracker's box
+    against the ground truth of the same frame.
+
+    Args:
+        a: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
+        b: ``[N, 4]`` of the same type, ``xyxy``.
+
+    Returns:
+        ``[N]`` IoU in ``[0, 1]``, same type; 0 where the union is empty.
+
+    Example:
+        >>> paired_box_iou(np.array([[0.0, 0.0, 2.0, 1.0]]), np.array([[1.0, 0.0, 3.0, 1.0]]))
+        array([0.33333333])
+    """
+    _check_pair(a, b)
+    if a.shape != b.shape:
+        raise ConfigError(f"need as many boxes in a as in b, got {len(a)} and {len(b)}")
+    xp = _namespace(a)
+    wh = (xp.minimum(a[:, 2:], b[:, 2:]) - xp.maximum(a[:, :2], b[:, :2])).clip(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    return _safe_div(inter, box_area(a) + box_area(b) - inter)
+
+
 def generalized_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
     """Pairwise generalised IoU: ``IoU - (C - U) / C`` with ``C`` the enclosing box's area.
 
