@@ -15,6 +15,10 @@ site_packages = $(shell $(1)/python -c 'import sysconfig; print(sysconfig.get_pa
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# TrackEval (a test extra) pulls opencv-python, which owns `cv2` as the contrib wheel
+	@# does; when it lands last, selective search (cv2.ximgproc) is gone: put contrib back.
+	$(BIN)/python -c 'import cv2; cv2.ximgproc' 2>/dev/null || $(BIN)/python -m pip install \
+		--quiet --disable-pip-version-check --force-reinstall --no-deps opencv-contrib-python-headless
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -29,12 +33,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check visionkit tests benchmarks
 	$(BIN)/ruff format --check visionkit tests benchmarks
 
-$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
+$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt benchmarks/requirements-nodeps.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -c 'import pathlib, sysconfig; \
 		pathlib.Path(sysconfig.get_paths()["purelib"], "_visionkit_env.pth").write_text( \
 		"import site; site.addsitedir(%r)\n" % "$(call site_packages,$(BIN))")'
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	@# Ultralytics without its opencv-python, which would take `cv2` from the contrib wheel
+	@# that .venv-bench sees from .venv (see benchmarks/requirements-nodeps.txt).
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		-r benchmarks/requirements-nodeps.txt
+	$(BENCH_VENV)/bin/python -c 'import ultralytics, cv2; cv2.ximgproc'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -74,6 +74,21 @@ class Detections:
     def __len__(self) -> int:
         return self.boxes.shape[0]
 
+    @property
+    def xyxy(self) -> torch.Tensor:
+        """``boxes`` under Ultralytics' name: ``[N, 4]`` xyxy absolute pixels."""
+        return self.boxes
+
+    @property
+    def conf(self) -> torch.Tensor:
+        """``scores`` under Ultralytics' name: ``[N]`` confidences."""
+        return self.scores
+
+    @property
+    def cls(self) -> torch.Tensor:
+        """``labels`` under Ultralytics' name: ``[N]`` class indices."""
+        return self.labels
+
     def __repr__(self) -> str:
         optional = {"masks": self.masks, "track_ids": self.track_ids}
         extras = "".join(f", {k}={list(v.shape)}" for k, v in optional.items() if v is not None)

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from visionkit.api._data import SYNTHETIC_CLASSIFICATION, dataset_path
+from visionkit.api._data import SYNTHETIC, dataset_path
 from visionkit.data.datasets import load_dataset
 from visionkit.data.synthetic import export
 from visionkit.errors import DataError
 
-SMALL = {"train": 12, "val": 6, "imgsz": 32}
+SMALL = {"format": "folder", "train": 12, "val": 6, "imgsz": 32}
 """A quick size for the tests of the caching itself."""
 
 
@@ -22,7 +22,7 @@ SMALL = {"train": 12, "val": 6, "imgsz": 32}
 def small_render(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Render ``shapes-shortcut`` at :data:`SMALL` size; the list records every rendering
     (every call of the exporter, with the folder it wrote)."""
-    monkeypatch.setitem(SYNTHETIC_CLASSIFICATION, "shapes-shortcut", SMALL)
+    monkeypatch.setitem(SYNTHETIC, "shapes-shortcut", SMALL)
     renders: list[Path] = []
     real = export.export_synthetic
 
@@ -55,7 +55,7 @@ def test_synthetic_name_is_rendered_into_the_project_at_its_sizes(tmp_path):
     path = dataset_path("shapes-shortcut", project=tmp_path)
     assert path == tmp_path / "datasets" / "shapes-shortcut"
     assert (path / ".complete").is_file()
-    sizes = SYNTHETIC_CLASSIFICATION["shapes-shortcut"]
+    sizes = SYNTHETIC["shapes-shortcut"]
     for split in ("train", "val"):
         dataset = load_dataset(path, "classify", split)
         assert len(dataset) == sizes[split]
@@ -63,6 +63,14 @@ def test_synthetic_name_is_rendered_into_the_project_at_its_sizes(tmp_path):
         assert tuple(image.shape) == (3, sizes["imgsz"], sizes["imgsz"])
         assert 0 <= label < len(dataset.names) == 6
     assert not list(path.glob(".staging*"))  # the renderer's scratch folders are gone
+
+
+def test_detection_synthetic_name_is_a_coco_dataset(monkeypatch, tmp_path):
+    monkeypatch.setitem(SYNTHETIC, "shapes", {**SMALL, "format": "coco"})
+    path = dataset_path("shapes", project=tmp_path)
+    assert path == tmp_path / "datasets" / "shapes" and (path / "train.json").is_file()
+    image, target = load_dataset(path, "detect", "val")[0]
+    assert tuple(image.shape) == (3, 32, 32) and len(target["boxes"]) >= 1
 
 
 def test_second_call_reuses_the_rendering(small_render, tmp_path):

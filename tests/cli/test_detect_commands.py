@@ -89,3 +89,75 @@ def test_bad_predictions_are_one_line_naming_the_record(files, capsys, content, 
     assert err.count("\n") == 1
     for word in words:
         assert word in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A yolo-n trained for one short epoch through the CLI: (dataset, run folder)."""
+    from visionkit.data.synthetic.export import export_synthetic
+
+    root = tmp_path_factory.mktemp("cli-detect")
+    data = export_synthetic(root / "data", train=8, val=4, imgsz=64, workers=1)
+    status = main(["detect", "train", f"data={data}", "model=yolo-n", "imgsz=64", "epochs=1",
+                   "batch=4", f"project={root}", "workers=0", "quiet=true"])  # fmt: skip
+    assert status == 0
+    return data, root / "detect" / "train"
+
+
+def test_train_writes_the_run_folder_with_plots_and_predictions(trained):
+    _, run = trained
+    for name in ("weights/best.pt", "results.csv", "predictions.json", "pr_curve.png",
+                 "confusion_matrix.png", "val_predictions.png", "val_metrics.json"):  # fmt: skip
+        assert (run / name).is_file(), name
+
+
+def test_val_of_a_checkpoint_reproduces_the_runs_final_validation(trained, capsys):
+    data, run = trained
+    status, out, _ = _val(capsys, f"data={data}", f"model={run / 'weights/best.pt'}", "json=true")
+    assert status == 0
+    final = json.loads((run / "val_metrics.json").read_text())
+    assert json.loads(out)["map"] == pytest.approx(final["map"], abs=1e-12)
+
+
+def test_predict_saves_annotated_images_and_a_json(trained, capsys, tmp_path):
+    data, run = trained
+    status = main(["detect", "predict", f"source={data / 'images' / 'val'}", "conf=0.0",
+                   f"model={run / 'weights/best.pt'}", "save=true", f"out={tmp_path}"])  # fmt: skip
+    assert status == 0
+    saved = json.loads((tmp_path / "predictions.json").read_text())["predictions"]
+    assert len(saved) == 4 and len(list(tmp_path.glob("*.png"))) == 4
+    assert "annotated images" in capsys.readouterr().out
+
+
+def test_export_writes_an_onnx_file_beside_the_checkpoint(trained, capsys):
+    _, run = trained
+    assert main(["detect", "export", f"model={run / 'weights/best.pt'}"]) == 0
+    assert (run / "weights" / "best.onnx").stat().st_size > 10_000
+    assert "exported" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ([], ["data", "gt and pred"]),
+        (["data=somewhere", "gt=a.json"], ["not both"]),
+        (["gt=a.json"], ["pred"]),
+    ],
+)
+def test_val_needs_a_model_and_data_or_two_files(capsys, options, words):
+    status, out, err = _val(capsys, *options)
+    assert status == 2 and out == "" and err.count("\n") == 1
+    for word in words:
+        assert word in err
+
+
+def test_a_checkpoint_of_other_classes_is_refused_naming_the_dataset(trained, capsys, tmp_path):
+    from visionkit.data.synthetic.export import export_synthetic
+
+    _, run = trained
+    other = export_synthetic(tmp_path / "other", kind="shapes-shortcut", format="coco",
+                             train=2, val=2, imgsz=64, classes=["circle", "square"],
+                             workers=1)  # fmt: skip
+    status, _, err = _val(capsys, f"data={other}", f"model={run / 'weights/best.pt'}")
+    assert status == 2 and err.count("\n") == 1
+    assert "2 classes" in err and str(other) in err

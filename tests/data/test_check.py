@@ -269,3 +269,19 @@ def test_load_checked_returns_a_clean_split_and_raises_on_a_faulty_one(coco):
     assert len(load_checked(coco, "train")) == 3
     with pytest.raises(DataError, match="negative width"):
         load_checked(coco, "val")
+
+
+def test_load_checked_drops_zero_area_boxes_with_one_warning_that_counts_them(root, tmp_path):
+    catalog = _clean(root)
+    _annotation(catalog, 0, 1).bbox = (5.0, 5.0, 20.0, 5.0)
+    _annotation(catalog, 2, 0).bbox = (7.0, 3.0, 7.0, 9.0)
+    before = sum(len(r.annotations) for r in catalog)
+    write_catalog(catalog, tmp_path / "coco", "coco", "train")
+    with pytest.warns(
+        UserWarning, match=r"dropped 2 box\(es\) of zero area \(the first: annotation 2\)"
+    ):
+        loaded = load_checked(tmp_path / "coco", "train")
+    assert sum(len(r.annotations) for r in loaded) == before - 2
+    assert all(
+        a.bbox[2] > a.bbox[0] and a.bbox[3] > a.bbox[1] for r in loaded for a in r.annotations
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import subprocess
 import sys
 
@@ -19,10 +20,14 @@ from visionkit.ops.boxes import (
     box_convert,
     box_iou,
     clip_boxes,
+    complete_box_iou,
     distance_box_iou,
     generalized_box_iou,
     nms,
     paired_box_iou,
+    paired_complete_box_iou,
+    paired_distance_box_iou,
+    paired_generalized_box_iou,
     valid_boxes,
 )
 
@@ -30,6 +35,13 @@ IOU_FAMILY = {
     box_iou: torchvision.ops.box_iou,
     generalized_box_iou: torchvision.ops.generalized_box_iou,
     distance_box_iou: torchvision.ops.distance_box_iou,
+    complete_box_iou: torchvision.ops.complete_box_iou,
+}
+PAIRED = {
+    paired_box_iou: box_iou,
+    paired_generalized_box_iou: generalized_box_iou,
+    paired_distance_box_iou: distance_box_iou,
+    paired_complete_box_iou: complete_box_iou,
 }
 
 
@@ -205,14 +217,38 @@ def test_nms_rejects_mismatched_scores() -> None:
 
 
 @pytest.mark.parametrize("to", [np.asarray, torch.as_tensor])
-def test_paired_iou_is_the_diagonal_of_the_pairwise_iou(to):
+@pytest.mark.parametrize(("paired", "pairwise"), list(PAIRED.items()))
+def test_paired_iou_is_the_diagonal_of_the_pairwise_iou(to, paired, pairwise):
     rng = np.random.default_rng(7)
     corners = rng.uniform(0, 50, size=(2, 20, 2, 2))
     a, b = (to(np.concatenate([c.min(1), c.max(1)], axis=1)) for c in corners)
-    a[0] = b[0] = to(np.array([3.0, 3.0, 3.0, 3.0]))  # two empty boxes: IoU 0, not NaN
-    paired, pairwise = paired_box_iou(a, b), box_iou(a, b)
-    assert np.allclose(np.asarray(paired), np.diagonal(np.asarray(pairwise)), atol=1e-12)
-    assert float(paired[0]) == 0.0
+    a[0] = b[0] = to(np.array([3.0, 3.0, 3.0, 3.0]))  # two empty boxes: 0, not NaN
+    a[1] = to(np.array([4.0, 1.0, 4.0, 9.0]))  # a line
+    values, matrix = paired(a, b), pairwise(a, b)
+    assert type(values) is type(a) and values.shape == (20,)
+    assert np.allclose(np.asarray(values), np.diagonal(np.asarray(matrix)), atol=1e-12)
+    assert float(values[0]) == 0.0
+
+
+def test_complete_iou_by_hand() -> None:
+    # A 2x1 box and the unit square in its left half: IoU 1/2, enclosing diagonal^2 5,
+    # centres 1/2 apart, aspect angles arctan 2 and arctan 1.
+    a = np.array([[0.0, 0.0, 2.0, 1.0]])
+    b = np.array([[0.0, 0.0, 1.0, 1.0]])
+    v = 4 / math.pi**2 * (math.atan(2) - math.atan(1)) ** 2
+    expected = 0.5 - 0.25 / 5 - v / (1 - 0.5 + v) * v
+    np.testing.assert_allclose(complete_box_iou(a, b), [[expected]], rtol=1e-12)
+    np.testing.assert_allclose(paired_complete_box_iou(a, b), [expected], rtol=1e-12)
+    np.testing.assert_allclose(complete_box_iou(a, a), [[1.0]], rtol=1e-12)
+
+
+def test_paired_eps_is_added_to_the_denominators() -> None:
+    # touching unit squares: union 2, enclosing area 2, diagonal^2 5, centres 1 apart
+    a = np.array([[0.0, 0.0, 1.0, 1.0]])
+    b = np.array([[1.0, 0.0, 2.0, 1.0]])
+    np.testing.assert_allclose(paired_generalized_box_iou(a, b, eps=1.0), [0.0])
+    np.testing.assert_allclose(paired_distance_box_iou(a, b, eps=1.0), [-1 / 6])
+    np.testing.assert_allclose(paired_box_iou(a, a, eps=1.0), [0.5])
 
 
 def test_paired_iou_refuses_unequal_counts():

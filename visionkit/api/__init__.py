@@ -5,6 +5,6 @@ them.
 """
 
 from visionkit.api._model import TASKS, Model
-from visionkit.api._results import ClassificationResult
+from visionkit.api._results import ClassificationResult, DetectionResult
 
-__all__ = ["TASKS", "ClassificationResult", "Model"]
+__all__ = ["TASKS", "ClassificationResult", "DetectionResult", "Model"]

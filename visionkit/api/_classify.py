@@ -7,33 +7,33 @@ a transfer strategy, the metrics) and adds no behaviour of its own beyond wiring
 from __future__ import annotations
 
 import dataclasses
-import glob
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from visionkit.api._data import dataset_path
+from visionkit.api._networks import read_checkpoint
 from visionkit.api._results import ClassificationResult
+from visionkit.api._sources import Source, in_batches, iter_images
 from visionkit.data.datasets import ClassificationDataset, load_dataset
-from visionkit.data.images import is_image_file, read_image
 from visionkit.data.transforms import classification_transforms
-from visionkit.errors import ConfigError, DataError, WeightsError
-from visionkit.models import ImageClassifier, ModelConfig, create_model, read_state_file
+from visionkit.errors import ConfigError, WeightsError
+from visionkit.models import ImageClassifier, ModelConfig, read_state_file
 from visionkit.models.weights import apply_state_dict
 from visionkit.train import ClassificationTask, TrainConfig, Trainer, TrainResult, new_run_dir
 from visionkit.train.distill import DistillationTask
-from visionkit.train.distributed import broadcast_from_main, init_distributed, select_device
+from visionkit.train.distributed import (
+    broadcast_from_main,
+    init_distributed,
+    seed_everything,
+    select_device,
+)
 from visionkit.train.features import fit_linear_probe
 from visionkit.train.lora import add_lora, merge_lora
 from visionkit.train.trainer import evaluate
 from visionkit.train.transfer import apply_strategy, parse_strategy
-
-Source = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
-"""What ``predict`` takes: an image file, a folder, a glob, an RGB array, or a list of them."""
 
 AUGMENT_KEYS = ("flip", "crop_scale", "colour")
 """Training-augmentation keys of :func:`~visionkit.data.transforms.classification_transforms`."""
@@ -48,15 +48,13 @@ def load_classifier(path: str | Path) -> ImageClassifier:
         WeightsError: The file is missing, corrupt, unsafe, lacks a model config, or its
             config or weights do not build a model (names the file and the field).
     """
-    state = read_state_file(path)
-    if not isinstance(state.get("model_config"), dict) or not isinstance(state.get("model"), dict):
-        raise WeightsError("not a visionkit checkpoint: no model and model_config", file=path)
-    try:
-        config = ModelConfig.from_dict(state["model_config"])
-        model = create_model(config.name, num_classes=config.num_classes, **config.kwargs)
-    except ConfigError as error:  # the file is at fault, not the caller's arguments
-        raise WeightsError(f"model_config: {error.message}", file=path, field=error.field) from None
-    weights = state["model"]
+    return from_checkpoint(*read_checkpoint(path), path)
+
+
+def from_checkpoint(
+    config: ModelConfig, weights: dict[str, Any], model: ImageClassifier, path: str | Path
+) -> ImageClassifier:
+    """``model`` (built from ``config``) with the checkpoint's ``weights``, LoRA merged."""
     lora_ranks = {t.shape[0] for k, t in weights.items() if ".lora_A." in k}
     if lora_ranks:
         add_lora(model, max(lora_ranks))
@@ -67,13 +65,68 @@ def load_classifier(path: str | Path) -> ImageClassifier:
     return model.eval()
 
 
-def build_classifier(
-    name: str, *, num_classes: int | None, weights: str | None, imgsz: int | None, **options: Any
-) -> ImageClassifier:
-    """A registry classifier, built at ``imgsz`` when given."""
-    if imgsz is not None:
-        options["image_size"] = imgsz
-    return create_model(name, num_classes=num_classes, weights=weights, **options)
+def fit(
+    model: Any,
+    *,
+    data: str | Path,
+    epochs: int = 10,
+    batch: int = 32,
+    imgsz: int | None = None,
+    strategy: str = "full",
+    teacher: Any = None,
+    distill: str = "soft",
+    alpha: float = 0.5,
+    tau: float = 1.0,
+    flip: float = 0.5,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    colour: bool = True,
+    project: str | Path = "runs",
+    name: str = "train",
+    exist_ok: bool = False,
+    resume: bool = False,
+    cache: bool = False,
+    **settings: Any,
+) -> TrainResult:
+    """``Model.train`` for a classifier: train into ``<project>/classify/<name>``.
+
+    Args:
+        model: The :class:`~visionkit.api.Model` to train.
+        data: A dataset file or folder (image folders ``<split>/<class>/<image>``, COCO,
+            YOLO...) with ``train`` and ``val`` splits, or a synthetic name
+            (``"shapes-shortcut"``).
+        epochs, batch: Passes over the data; images per step.
+        imgsz: Input side in pixels; the model's own size when None.
+        strategy: ``"full"``, ``"linear"``, ``"partial:N"`` or ``"lora:R"``.
+        teacher: A model (or checkpoint) to distil from, DeiT-style.
+        distill, alpha, tau: ``"soft"`` or ``"hard"`` distillation and its settings.
+        flip, crop_scale, colour: Training augmentation (no flips for digits or text).
+        project, name, exist_ok: The run folder (``name2``... when taken).
+        resume: Continue the run ``name`` from its ``weights/last.pt``.
+        cache: With ``strategy="linear"``: extract features once and train the head on
+            them (no augmentation), much faster than epochs through the backbone.
+        **settings: Any :class:`~visionkit.train.TrainConfig` field (``lr``,
+            ``optimizer``, ``seed``, ``device``, ``patience``, ``ema``...).
+
+    Returns:
+        The :class:`~visionkit.train.TrainResult`; the model then holds the best weights.
+    """
+    from visionkit.api._model import Model
+
+    seed_everything(settings.get("seed", TrainConfig.seed))  # new heads and adapters too
+    network = model._network(imgsz)
+    if teacher is not None:
+        teacher = (teacher if isinstance(teacher, Model) else Model(teacher))._network(None)
+    return train(
+        network,
+        data=data,
+        strategy=strategy,
+        teacher=teacher,
+        distill={"kind": distill, "alpha": alpha, "tau": tau},
+        augment={"flip": flip, "crop_scale": tuple(crop_scale), "colour": colour},
+        run={"project": project, "name": name, "exist_ok": exist_ok, "resume": resume,
+             "cache": cache},
+        settings={"epochs": epochs, "batch": batch, **settings},
+    )  # fmt: skip
 
 
 def train(
@@ -166,15 +219,13 @@ def predict(
     pipeline = _transforms(config, train=False)
     model = model.to(target).eval()
     results = []
-    items = list(_images(source))
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        images = torch.stack([pipeline(image) for _, image in chunk]).to(target)
+    for chunk in in_batches(iter_images(source), batch):
+        images = torch.stack([pipeline(item.image) for item in chunk]).to(target)
         with torch.no_grad():
             probs = model(images).float().softmax(dim=1).cpu().numpy()
         results += [
-            ClassificationResult(p, names, path, image)
-            for (path, image), p in zip(chunk, probs, strict=True)
+            ClassificationResult(p, names, item.path, item.image)
+            for item, p in zip(chunk, probs, strict=True)
         ]
     return results
 
@@ -197,42 +248,3 @@ def _check_classes(
             file=dataset.catalog.source,
             field="data" if who == "model" else who,
         )
-
-
-def _images(source: Source) -> Iterator[tuple[Path | None, np.ndarray]]:
-    """``(path or None, RGB array)`` for every image that ``source`` names."""
-    if isinstance(source, np.ndarray):
-        yield None, _rgb_array(source)
-        return
-    if isinstance(source, (list, tuple)):
-        for item in source:
-            yield from _images(item)
-        return
-    for path in _paths(str(source)):
-        yield path, read_image(path)
-
-
-def _rgb_array(array: np.ndarray) -> np.ndarray:
-    """``array`` as ``uint8`` ``[H, W, 3]`` (gray ``[H, W]`` is repeated), else a DataError."""
-    if array.dtype == np.uint8 and array.ndim == 2:
-        return np.repeat(array[:, :, None], 3, axis=2)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise DataError(
-            f"an image array must be uint8 RGB [H, W, 3] or gray [H, W], got {array.dtype} "
-            f"{list(array.shape)}; pass several images as a list",
-            field="source",
-        )
-    return array
-
-
-def _paths(source: str) -> list[Path]:
-    path = Path(source)
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
-    elif path.is_file():
-        found = [path]
-    else:
-        found = sorted(Path(p) for p in glob.glob(source, recursive=True) if is_image_file(p))
-    if not found:
-        raise DataError("no image file, folder of images or glob matches", file=source)
-    return found

@@ -13,8 +13,12 @@ from pathlib import Path
 
 from visionkit.errors import DataError
 
-SYNTHETIC_CLASSIFICATION = {"shapes-shortcut": {"train": 1000, "val": 200, "imgsz": 64}}
-"""Synthetic dataset names that classification trains on, with the sizes they are made at."""
+SYNTHETIC = {
+    "shapes-shortcut": {"format": "folder", "train": 1000, "val": 200, "imgsz": 64},
+    "shapes": {"format": "coco", "train": 1000, "val": 200, "imgsz": 256},
+}
+"""Synthetic dataset names (classification's ``shapes-shortcut``, detection's ``shapes``),
+with the format and sizes they are made at."""
 
 _COMPLETE = ".complete"
 
@@ -23,7 +27,7 @@ def dataset_path(data: str | Path, *, project: str | Path = "runs") -> Path:
     """The dataset file or folder that ``data`` names, rendering a synthetic one if needed.
 
     Args:
-        data: A dataset file or folder, or a name in :data:`SYNTHETIC_CLASSIFICATION`.
+        data: A dataset file or folder, or a name in :data:`SYNTHETIC`.
         project: The runs folder; synthetic datasets go to its ``datasets/`` folder.
 
     Raises:
@@ -32,9 +36,9 @@ def dataset_path(data: str | Path, *, project: str | Path = "runs") -> Path:
     path = Path(data)
     if path.exists():
         return path
-    if str(data) in SYNTHETIC_CLASSIFICATION:
+    if str(data) in SYNTHETIC:
         return _synthetic(str(data), Path(project) / "datasets" / str(data))
-    names = ", ".join(SYNTHETIC_CLASSIFICATION)
+    names = ", ".join(SYNTHETIC)
     raise DataError(
         f"no such dataset file or folder, and not a synthetic name ({names})", file=data
     )
@@ -45,7 +49,7 @@ def _synthetic(kind: str, out: Path) -> Path:
 
     if not (out / _COMPLETE).exists():
         shutil.rmtree(out, ignore_errors=True)  # an interrupted rendering starts over
-        sizes = SYNTHETIC_CLASSIFICATION[kind]
-        export_synthetic(out, kind=kind, format="folder", seed=0, **sizes)
+        sizes = SYNTHETIC[kind]
+        export_synthetic(out, kind=kind, seed=0, **sizes)
         (out / _COMPLETE).touch()
     return out

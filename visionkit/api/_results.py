@@ -1,15 +1,18 @@
-"""What ``Model.predict`` returns for one classified image."""
+"""What ``Model.predict`` returns for one image: classes or detections."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from visionkit.viz import save_image
+from visionkit.viz import draw_detections, save_image
+
+if TYPE_CHECKING:  # torch loads with the first detection, not with this module
+    from visionkit.structures import Detections
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +70,66 @@ class ClassificationResult:
         draw.rectangle(box, fill=(0, 0, 0))
         draw.multiline_text((4, 4), lines, fill=(255, 255, 255))
         return np.asarray(canvas)
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`plot` to ``path`` (PNG or JPEG by suffix) and return it."""
+        return save_image(self.plot(), path)
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionResult:
+    """One image's (or video frame's) detections, with the names and the image.
+
+    Attributes:
+        boxes: The :class:`~visionkit.structures.Detections` in the image's own pixels:
+            ``.xyxy``, ``.conf``, ``.cls`` (also ``.boxes``, ``.scores``, ``.labels``).
+        names: Class names, indexed by ``cls``.
+        path: The image or video file, or ``None`` for an image passed as an array.
+        image: The ``uint8`` ``[H, W, 3]`` RGB image.
+        frame: The frame index within a video, else ``None``.
+    """
+
+    boxes: Detections
+    names: tuple[str, ...]
+    path: Path | None
+    image: np.ndarray
+    frame: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per detection: ``box`` (xyxy), ``class``, ``name``,
+        ``confidence``."""
+        dets = self.boxes.cpu()
+        return [
+            {"box": box, "class": label, "name": self.names[label], "confidence": score}
+            for box, label, score in zip(
+                dets.boxes.tolist(), dets.labels.tolist(), dets.scores.tolist(), strict=True
+            )
+        ]
+
+    def to_torchmetrics(self) -> dict[str, Any]:
+        """The torchmetrics / torchvision dict: ``boxes``, ``scores``, ``labels`` tensors."""
+        return self.boxes.to_torchvision()
+
+    def to_supervision(self) -> Any:
+        """A ``supervision.Detections`` (supervision must be installed)."""
+        import supervision as sv  # optional: only this conversion needs it
+
+        dets = self.boxes.cpu()
+        return sv.Detections(
+            xyxy=dets.boxes.numpy(), confidence=dets.scores.numpy(),
+            class_id=dets.labels.numpy(), data={"class_name": np.asarray(
+                [self.names[i] for i in dets.labels.tolist()], dtype=object)},
+        )  # fmt: skip
+
+    def plot(self) -> np.ndarray:
+        """The image with every box, its class name and confidence drawn on it."""
+        dets = self.boxes.cpu()
+        return draw_detections(
+            self.image, dets.boxes, dets.labels, names=self.names, scores=dets.scores
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`plot` to ``path`` (PNG or JPEG by suffix) and return it."""

@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from visionkit.cli._options import BATCH, DEVICE, JSON, MODEL, RUN, SETTINGS, WEIGHTS
 from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
 from visionkit.cli._tables import format_table, to_json
 
@@ -23,17 +24,11 @@ def _pair(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"expected two numbers like 0.5,1 got {text!r}") from None
 
 
-_MODEL = Option("model", "registry name (visionkit models) or a trained checkpoint (.pt)")
-_DEVICE = Option("device", "auto, cpu, cuda, cuda:1 or mps")
-_JSON = Option("json", "print JSON instead of a table (true/false)", parse_bool)
-
 _TRAIN = [
     Option("data", "image folder, dataset file or synthetic name (shapes-shortcut)", required=True),
-    _MODEL,
-    Option("weights", "DEFAULT, a torchvision weights name, hf:<repo-id> or a local file"),
-    Option("epochs", "passes over the training data", int),
-    Option("batch", "images per step", int),
-    Option("imgsz", "input side in pixels", int),
+    MODEL,
+    WEIGHTS,
+    *RUN,
     Option("strategy", "full, linear, partial:N or lora:R"),
     Option("teacher", "model or checkpoint to distil from"),
     Option("distill", "soft or hard distillation", choices=("soft", "hard")),
@@ -42,28 +37,8 @@ _TRAIN = [
     Option("flip", "horizontal flip probability", float),
     Option("crop_scale", "random crop area range, e.g. 0.5,1", _pair),
     Option("colour", "colour jitter (true/false)", parse_bool),
-    Option("project", "runs folder"),
-    Option("name", "run name (name2, name3... when taken)"),
-    Option("exist_ok", "reuse the run folder (true/false)", parse_bool),
-    Option("resume", "continue the run `name` from weights/last.pt (true/false)", parse_bool),
     Option("cache", "linear strategy: train the head on features extracted once", parse_bool),
-    Option("optimizer", "adamw or sgd", choices=("adamw", "sgd")),
-    Option("lr", "peak learning rate", float),
-    Option("weight_decay", "weight decay", float),
-    Option("momentum", "SGD momentum / AdamW beta1", float),
-    Option("warmup_epochs", "linear warmup length in epochs", float),
-    Option("lr_final", "final learning rate as a fraction of lr", float),
-    Option("grad_clip", "maximum gradient norm", float),
-    Option("label_smoothing", "cross-entropy label smoothing", float),
-    Option("amp", "mixed precision on CUDA (true/false)", parse_bool),
-    Option("ema", "keep an EMA of the weights (true/false)", parse_bool),
-    Option("patience", "stop after this many epochs without improvement", int),
-    Option("seed", "random seed", int),
-    Option("deterministic", "deterministic algorithms (true/false)", parse_bool),
-    Option("workers", "data-loading processes", int),
-    _DEVICE,
-    Option("quiet", "no progress bar or epoch lines (true/false)", parse_bool),
-    Option("save_period", "also keep weights/epoch<N>.pt every N epochs", int),
+    *SETTINGS,
 ]
 
 
@@ -78,11 +53,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "evaluate a classifier on one split of a dataset",
         [
             Option("data", "image folder or dataset file", required=True),
-            _MODEL,
+            MODEL,
             Option("split", "split to evaluate"),
-            Option("batch", "images per step", int),
-            _DEVICE,
-            _JSON,
+            BATCH,
+            DEVICE,
+            JSON,
         ],
     )
     add_mode(
@@ -92,12 +67,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "classify images: a file, a folder or a glob",
         [
             Option("source", "image file, folder or glob", required=True),
-            _MODEL,
-            Option("batch", "images per step", int),
-            _DEVICE,
+            MODEL,
+            BATCH,
+            DEVICE,
             Option("save", "write annotated images to `out` (true/false)", parse_bool),
             Option("out", "folder for annotated images (default runs/classify/predict)"),
-            _JSON,
+            JSON,
         ],
     )
 

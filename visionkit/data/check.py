@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -152,8 +153,29 @@ def load_checked(
             field.
     """
     catalog = read_catalog(path, split, format=format, images=images)
+    _drop_zero_area_boxes(catalog)
     check_catalog(catalog, Problems(strict=True), verify_images=verify_images)
     return catalog
+
+
+def _drop_zero_area_boxes(catalog: Catalog) -> None:
+    """Remove annotations whose box has zero width or height, with one warning that counts them.
+
+    Such boxes are common in exported datasets (a point label, a box clipped to the image
+    edge) and carry no object to learn; dropping them is what a user expects, as long as
+    it is said. Boxes with a negative or non-finite extent stay, for the check to refuse.
+    """
+    dropped = []
+    for record in catalog.images:
+        zero = [i for i, a in enumerate(record.annotations) if _zero_area(a.bbox)]
+        dropped += [_annotation_name(record, record.annotations[i], i) for i in zero]
+        record.annotations = [a for i, a in enumerate(record.annotations) if i not in zero]
+    if dropped:
+        warnings.warn(
+            f"{catalog.source}: dropped {len(dropped)} box(es) of zero area "
+            f"(the first: {dropped[0]})",
+            stacklevel=3,
+        )
 
 
 def _report(problems: Problems, fault: DataError) -> None:
@@ -246,6 +268,13 @@ def _box_faults(bbox: Sequence[float], bounds: Size | None) -> list[str]:
     if bounds is not None and _outside((x1, y1, x2, y2), bounds):
         faults.append(f"{box} reaches outside the {bounds[0]}x{bounds[1]} image")
     return faults
+
+
+def _zero_area(bbox: Sequence[float]) -> bool:
+    """Whether a finite ``xyxy`` box has zero width or zero height (and neither negative)."""
+    x1, y1, x2, y2 = bbox
+    extents = (x2 - x1, y2 - y1)
+    return all(math.isfinite(e) and e >= 0 for e in extents) and min(extents) == 0
 
 
 def _extent_fault(extent: float, name: str, axis: str) -> str | None:

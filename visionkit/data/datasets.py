@@ -30,6 +30,7 @@ from visionkit.data.formats.masks import render_mask
 from visionkit.data.images import read_image, read_mask
 from visionkit.data.records import IGNORE_INDEX, Annotation, Catalog, ImageRecord
 from visionkit.errors import ConfigError, DataError, ImageError
+from visionkit.ops.boxes import box_area
 from visionkit.ops.masks import segmentation_to_mask
 
 Transform = Callable[..., Any]
@@ -40,6 +41,7 @@ __all__ = [
     "DetectionDataset",
     "SegmentationDataset",
     "Transform",
+    "annotation_area",
     "collate_detection",
     "load_dataset",
 ]
@@ -125,7 +127,12 @@ class DetectionDataset(_CatalogDataset):
           image (``[0, H, W]`` when empty) as soon as any annotation of the catalog has a
           segmentation, so Mask R-CNN sees the key in every batch;
         - ``"image_id"``: ``int``, the record's id;
-        - ``"iscrowd"``: ``int64`` ``[N]``, 1 for COCO crowd regions.
+        - ``"iscrowd"``: ``int64`` ``[N]``, 1 for COCO crowd regions;
+        - ``"area"``: ``float32`` ``[N]``, the annotation's area in the original image
+          (COCO's ``area``, else the box area): what COCO evaluation sorts objects into
+          small, medium and large by, whatever the transforms do to the pixels;
+        - ``"orig_size"``: ``(height, width)`` of the image as read, so predictions on a
+          resized image map back to it.
     """
 
     def __init__(self, catalog: Catalog, transforms: Transform | None = None) -> None:
@@ -153,6 +160,8 @@ class DetectionDataset(_CatalogDataset):
             "labels": torch.tensor(labels, dtype=torch.int64),
             "image_id": record.id,
             "iscrowd": torch.tensor([a.iscrowd for a in annotations], dtype=torch.int64),
+            "area": torch.tensor([annotation_area(a) for a in annotations], dtype=torch.float32),
+            "orig_size": (height, width),
         }
         if self.with_masks:
             target["masks"] = self._instance_masks(record, height, width)
@@ -326,6 +335,13 @@ def collate_detection(
         ... # doctest: +SKIP
     """
     return [image for image, _ in batch], [target for _, target in batch]
+
+
+def annotation_area(annotation: Annotation) -> float:
+    """COCO's ``area`` of an annotation: its own when given, else its box's."""
+    if annotation.area is not None:
+        return annotation.area
+    return float(box_area(np.asarray(annotation.bbox, dtype=np.float64)))
 
 
 def _where(record: ImageRecord, annotation: Annotation) -> str:

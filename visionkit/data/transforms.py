@@ -21,6 +21,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvf
+from torchvision.transforms.v2.functional._geometry import (
+    _compute_resized_output_size as _resized_size,  # what v2.Resize computes; tested
+)
 
 from visionkit.data.records import IGNORE_INDEX
 
@@ -49,7 +52,9 @@ __all__ = [
     "SCALE_RANGE",
     "PadBottomRight",
     "classification_transforms",
+    "detection_image_transform",
     "detection_transforms",
+    "eval_scale",
     "segmentation_transforms",
 ]
 
@@ -111,6 +116,39 @@ def detection_transforms(train: bool, imgsz: int) -> v2.Compose:
             v2.ToDtype(torch.float32, scale=True),
         ]
     )
+
+
+def detection_image_transform(imgsz: int) -> v2.Compose:
+    """The evaluation pipeline of :func:`detection_transforms` for an image without
+    targets (prediction): the same resize, padding and conversion, so the pixels are the
+    same, and :func:`eval_scale` maps detections back.
+
+    Returns:
+        A callable ``uint8 [3, H, W] -> float32 [3, imgsz, imgsz]`` in 0-1.
+    """
+    return v2.Compose(
+        [v2.ToImage(), *_eval_geometry(imgsz, 0), v2.ToDtype(torch.float32, scale=True)]
+    )
+
+
+def eval_scale(height: int, width: int, imgsz: int) -> tuple[float, float]:
+    """The factors by which the evaluation pipeline scales an image's ``y`` and ``x``.
+
+    :func:`detection_transforms` with ``train=False`` resizes the longer side to ``imgsz``
+    (torchvision rounds the shorter side to whole pixels, so the two factors differ
+    slightly) and pads without moving anything: dividing a prediction's ``y`` and ``x`` by
+    these maps it back to the original image exactly.
+
+    Args:
+        height: Image height as read, in pixels.
+        width: Image width as read, in pixels.
+        imgsz: The pipeline's output side.
+
+    Returns:
+        ``(sy, sx)``: output pixels per input pixel, vertically and horizontally.
+    """
+    new_height, new_width = _resized_size((height, width), size=None, max_size=imgsz)
+    return new_height / height, new_width / width
 
 
 def segmentation_transforms(train: bool, imgsz: int) -> v2.Compose:
@@ -203,4 +241,4 @@ def _to_normalised_float(
 def _labels_and_crowd_flags(inputs: Any) -> tuple[torch.Tensor, ...]:
     """The per-box tensors of a detection target that must be dropped with their boxes."""
     _, target = inputs
-    return tuple(target[key] for key in ("labels", "iscrowd") if key in target)
+    return tuple(target[key] for key in ("labels", "iscrowd", "area") if key in target)

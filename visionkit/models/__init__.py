@@ -8,8 +8,10 @@ them all::
     model = create_model("resnet18", num_classes=10, weights="DEFAULT")
 """
 
-from visionkit.models import classify
-from visionkit.models.classify import ImageClassifier, ModelConfig
+from visionkit.models import classify, detect
+from visionkit.models._config import ModelConfig
+from visionkit.models.classify import ImageClassifier
+from visionkit.models.detect import Detector, Thresholds
 from visionkit.models.registry import (
     ModelEntry,
     create_model,
@@ -20,10 +22,13 @@ from visionkit.models.registry import (
 from visionkit.models.weights import load_weights, read_state_file
 
 __all__ = [
+    "Detector",
     "ImageClassifier",
     "ModelConfig",
     "ModelEntry",
+    "Thresholds",
     "classify",
+    "detect",
     "create_model",
     "list_models",
     "model_info",

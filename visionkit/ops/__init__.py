@@ -2,6 +2,8 @@
 
 Importing this package loads numpy and pycocotools only; torch and torchvision are
 imported inside the functions that need them, so the data layer and the CLI stay fast.
+The torch-only modules :mod:`visionkit.ops.losses` (detection losses) and
+:mod:`visionkit.ops.matching` (Hungarian matching) are imported by name, not from here.
 """
 
 from visionkit.ops.boxes import (
@@ -11,12 +13,16 @@ from visionkit.ops.boxes import (
     box_convert,
     box_iou,
     clip_boxes,
+    complete_box_iou,
     denormalize_boxes,
     distance_box_iou,
     generalized_box_iou,
     nms,
     normalize_boxes,
     paired_box_iou,
+    paired_complete_box_iou,
+    paired_distance_box_iou,
+    paired_generalized_box_iou,
     valid_boxes,
 )
 from visionkit.ops.masks import (
@@ -40,10 +46,14 @@ __all__ = [
     "box_convert",
     "box_iou",
     "clip_boxes",
+    "complete_box_iou",
     "denormalize_boxes",
     "distance_box_iou",
     "generalized_box_iou",
     "paired_box_iou",
+    "paired_complete_box_iou",
+    "paired_distance_box_iou",
+    "paired_generalized_box_iou",
     "mask_iou",
     "mask_to_polygons",
     "mask_to_rle",

@@ -9,6 +9,7 @@ only NMS, which runs torchvision's kernel, imports torch (inside the call).
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -161,19 +162,22 @@ def box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
         >>> box_iou(np.array([[0.0, 0.0, 2.0, 1.0]]), np.array([[1.0, 0.0, 3.0, 1.0]]))
         array([[0.33333333]])
     """
-    inter, union = _inter_union(a, b)
-    return _safe_div(inter, union)
+    return _iou(*_pairwise(a, b))[0]
 
 
-def paired_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
+def paired_box_iou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> ArrayT:
     """Intersection over union of each box with its partner: ``a[i]`` with ``b[i]``.
 
     The diagonal of :func:`box_iou` without the ``[N, N]`` matrix, e.g. a tracker's box
-    against the ground truth of the same frame.
+    against the ground truth of the same frame. The ``paired_*`` functions are what box
+    regression losses are made of (:mod:`visionkit.ops.losses`); they are differentiable
+    in torch, with finite gradients for degenerate and identical boxes.
 
     Args:
         a: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
         b: ``[N, 4]`` of the same type, ``xyxy``.
+        eps: Added to every denominator, as torchvision's IoU losses do (they use 1e-7);
+            0 gives the exact value.
 
     Returns:
         ``[N]`` IoU in ``[0, 1]``, same type; 0 where the union is empty.
@@ -182,13 +186,7 @@ def paired_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
         >>> paired_box_iou(np.array([[0.0, 0.0, 2.0, 1.0]]), np.array([[1.0, 0.0, 3.0, 1.0]]))
         array([0.33333333])
     """
-    _check_pair(a, b)
-    if a.shape != b.shape:
-        raise ConfigError(f"need as many boxes in a as in b, got {len(a)} and {len(b)}")
-    xp = _namespace(a)
-    wh = (xp.minimum(a[:, 2:], b[:, 2:]) - xp.maximum(a[:, :2], b[:, :2])).clip(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    return _safe_div(inter, box_area(a) + box_area(b) - inter)
+    return _iou(*_paired(a, b), eps)[0]
 
 
 def generalized_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
@@ -207,11 +205,16 @@ def generalized_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
         >>> generalized_box_iou(np.array([[0.0, 0.0, 1.0, 1.0]]), np.array([[2.0, 0.0, 3.0, 1.0]]))
         array([[-0.33333333]])
     """
-    inter, union = _inter_union(a, b)
-    lt, rb = _enclosing(a, b)
-    wh = (rb - lt).clip(min=0)
-    enclosing = wh[..., 0] * wh[..., 1]
-    return _safe_div(inter, union) - _safe_div(enclosing - union, enclosing)
+    return _giou(*_pairwise(a, b))
+
+
+def paired_generalized_box_iou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> ArrayT:
+    """Generalised IoU of each box with its partner, ``[N, 4]`` and ``[N, 4]`` -> ``[N]``.
+
+    :func:`generalized_box_iou` for the pairs ``(a[i], b[i])``; ``eps`` as in
+    :func:`paired_box_iou`.
+    """
+    return _giou(*_paired(a, b), eps)
 
 
 def distance_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
@@ -231,13 +234,49 @@ def distance_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
         >>> distance_box_iou(np.array([[0.0, 0.0, 1.0, 1.0]]), np.array([[2.0, 0.0, 3.0, 1.0]]))
         array([[-0.4]])
     """
-    inter, union = _inter_union(a, b)
-    lt, rb = _enclosing(a, b)
-    diagonal2 = ((rb - lt) ** 2).sum(-1)
-    centre_a = (a[:, None, :2] + a[:, None, 2:]) / 2
-    centre_b = (b[None, :, :2] + b[None, :, 2:]) / 2
-    distance2 = ((centre_a - centre_b) ** 2).sum(-1)
-    return _safe_div(inter, union) - _safe_div(distance2, diagonal2)
+    return _diou(*_pairwise(a, b))[0]
+
+
+def paired_distance_box_iou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> ArrayT:
+    """Distance IoU of each box with its partner, ``[N, 4]`` and ``[N, 4]`` -> ``[N]``.
+
+    :func:`distance_box_iou` for the pairs ``(a[i], b[i])``; ``eps`` as in
+    :func:`paired_box_iou`.
+    """
+    return _diou(*_paired(a, b), eps)[0]
+
+
+def complete_box_iou(a: ArrayT, b: ArrayT) -> ArrayT:
+    """Pairwise complete IoU: ``DIoU - alpha * v``, DIoU with an aspect-ratio term.
+
+    ``v = 4 / pi^2 * (arctan(w_a / h_a) - arctan(w_b / h_b))^2`` measures how the aspect
+    ratios differ and ``alpha = v / (1 - IoU + v)`` weighs it, more as the boxes overlap
+    more (Zheng et al., "Enhancing Geometric Factors in Model Learning and Inference for
+    Object Detection and Instance Segmentation", 2021). As in the paper and torchvision,
+    ``alpha`` is a constant for autograd. A box of zero height has the limit angle
+    ``pi / 2`` (torchvision's value, without its NaN gradient) and a point has angle 0.
+
+    Args:
+        a: ``[N, 4]`` numpy array or torch tensor, ``xyxy``.
+        b: ``[M, 4]`` of the same type, ``xyxy``.
+
+    Returns:
+        ``[N, M]`` CIoU in ``[-1, 1]``, same type.
+
+    Example:
+        >>> complete_box_iou(np.array([[0.0, 0.0, 2.0, 1.0]]), np.array([[0.0, 0.0, 1.0, 1.0]]))
+        array([[0.44675187]])
+    """
+    return _ciou(*_pairwise(a, b))
+
+
+def paired_complete_box_iou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> ArrayT:
+    """Complete IoU of each box with its partner, ``[N, 4]`` and ``[N, 4]`` -> ``[N]``.
+
+    :func:`complete_box_iou` for the pairs ``(a[i], b[i])``; ``eps`` as in
+    :func:`paired_box_iou`.
+    """
+    return _ciou(*_paired(a, b), eps)
 
 
 def nms(boxes: ArrayT, scores: ArrayT, iou_threshold: float) -> ArrayT:
@@ -304,26 +343,81 @@ def _check_pair(a: ArrayT, b: ArrayT) -> None:
         )
 
 
-def _inter_union(a: ArrayT, b: ArrayT) -> tuple[ArrayT, ArrayT]:
-    """Pairwise ``[N, M]`` intersection and union areas of ``[N, 4]`` and ``[M, 4]`` boxes."""
+def _pairwise(a: ArrayT, b: ArrayT) -> tuple[ArrayT, ArrayT]:
+    """``[N, 4]`` and ``[M, 4]`` boxes as ``[N, 1, 4]`` and ``[1, M, 4]``: every pair."""
     _check_pair(a, b)
+    return a[:, None], b[None]
+
+
+def _paired(a: ArrayT, b: ArrayT) -> tuple[ArrayT, ArrayT]:
+    """``[N, 4]`` and ``[N, 4]`` boxes, checked: ``a[i]`` goes with ``b[i]``."""
+    _check_pair(a, b)
+    if a.shape != b.shape:
+        raise ConfigError(f"need as many boxes in a as in b, got {len(a)} and {len(b)}")
+    return a, b
+
+
+# The IoU family on boxes that broadcast against each other ([..., 4] -> [...]), written once
+# for the pairwise ([N, 1, 4] with [1, M, 4]) and the paired ([N, 4] with [N, 4]) forms.
+
+
+def _iou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> tuple[ArrayT, ArrayT]:
+    """IoU and union area."""
     xp = _namespace(a)
-    lt = xp.maximum(a[:, None, :2], b[None, :, :2])
-    rb = xp.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clip(min=0)
+    wh = (xp.minimum(a[..., 2:], b[..., 2:]) - xp.maximum(a[..., :2], b[..., :2])).clip(min=0)
     inter = wh[..., 0] * wh[..., 1]
-    return inter, box_area(a)[:, None] + box_area(b)[None, :] - inter
+    union = box_area(a) + box_area(b) - inter
+    return _safe_div(inter, union, eps), union
 
 
 def _enclosing(a: ArrayT, b: ArrayT) -> tuple[ArrayT, ArrayT]:
-    """Top-left and bottom-right ``[N, M, 2]`` corners of the box enclosing each pair."""
+    """Top-left and bottom-right ``[..., 2]`` corners of the box enclosing each pair."""
     xp = _namespace(a)
-    return xp.minimum(a[:, None, :2], b[None, :, :2]), xp.maximum(a[:, None, 2:], b[None, :, 2:])
+    return xp.minimum(a[..., :2], b[..., :2]), xp.maximum(a[..., 2:], b[..., 2:])
 
 
-def _safe_div(num: ArrayT, den: ArrayT) -> ArrayT:
-    """``num / den``, 0 where ``den`` is 0 (in the IoU family ``num`` is then 0 too)."""
-    return num / _namespace(den).where(den > 0, den, 1)
+def _giou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> ArrayT:
+    iou, union = _iou(a, b, eps)
+    lt, rb = _enclosing(a, b)
+    wh = (rb - lt).clip(min=0)
+    enclosing = wh[..., 0] * wh[..., 1]
+    return iou - _safe_div(enclosing - union, enclosing, eps)
+
+
+def _diou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> tuple[ArrayT, ArrayT]:
+    """DIoU and IoU."""
+    iou, _ = _iou(a, b, eps)
+    lt, rb = _enclosing(a, b)
+    diagonal2 = ((rb - lt) ** 2).sum(-1)
+    centre_a = (a[..., :2] + a[..., 2:]) / 2
+    centre_b = (b[..., :2] + b[..., 2:]) / 2
+    distance2 = ((centre_a - centre_b) ** 2).sum(-1)
+    return iou - _safe_div(distance2, diagonal2, eps), iou
+
+
+def _ciou(a: ArrayT, b: ArrayT, eps: float = 0.0) -> ArrayT:
+    diou, iou = _diou(a, b, eps)
+    v = 4 / math.pi**2 * (_aspect_angle(a) - _aspect_angle(b)) ** 2
+    alpha = _safe_div(v, 1 - iou + v, eps)
+    return diou - (alpha if isinstance(alpha, np.ndarray) else alpha.detach()) * v
+
+
+def _aspect_angle(boxes: ArrayT) -> ArrayT:
+    """``arctan(w / h)`` as ``arctan2(w, h)``: finite for ``h = 0``, and 0 for a point."""
+    xp = _namespace(boxes)
+    w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    return xp.arctan2(w, xp.where((w == 0) & (h == 0), 1, h))
+
+
+def _safe_div(num: ArrayT, den: ArrayT, eps: float = 0.0) -> ArrayT:
+    """``num / (den + eps)``, and 0 with no gradient where ``den <= 0`` (degenerate boxes).
+
+    In the IoU family ``num`` is then 0 too; masking rather than relying on ``eps`` keeps
+    the gradient of two identical zero-area boxes at 0 instead of ``1 / eps``.
+    """
+    xp = _namespace(den)
+    positive = den > 0
+    return xp.where(positive, num / (xp.where(positive, den, 1) + eps), 0)
 
 
 def _namespace(like: ArrayT) -> ModuleType:

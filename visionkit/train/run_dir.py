@@ -111,9 +111,11 @@ def write_args(run_dir: str | Path, values: Mapping[str, Any]) -> Path:
     return path
 
 
-def write_metrics(run_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
-    """Write ``metrics`` to ``<run_dir>/metrics.json`` (non-finite numbers become ``null``)."""
-    path = Path(run_dir) / "metrics.json"
+def write_metrics(
+    run_dir: str | Path, metrics: Mapping[str, Any], name: str = "metrics.json"
+) -> Path:
+    """Write ``metrics`` to ``<run_dir>/<name>`` (non-finite numbers become ``null``)."""
+    path = Path(run_dir) / name
     text = json.dumps(_finite(plain(metrics)), indent=2) + "\n"
     write_atomic(path, lambda handle: handle.write(text.encode()))
     return path

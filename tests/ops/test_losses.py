@@ -1,0 +1,206 @@
+"""Tests for visionkit.ops.losses: values and gradients held to torchvision.ops."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision.ops
+
+from visionkit.errors import ConfigError
+from visionkit.ops.losses import (
+    ciou_loss,
+    diou_loss,
+    giou_loss,
+    sigmoid_focal_loss,
+    varifocal_loss,
+)
+
+BOX_LOSSES = {
+    giou_loss: torchvision.ops.generalized_box_iou_loss,
+    diou_loss: torchvision.ops.distance_box_iou_loss,
+    ciou_loss: torchvision.ops.complete_box_iou_loss,
+}
+REDUCTIONS = ["none", "mean", "sum"]
+
+# Degenerate pairs (xyxy, first box and second box) where torchvision's loss and gradient
+# are well defined: identical boxes, a zero-width box inside a box, boxes that only touch.
+DEGENERATE = [
+    ([2.0, 3.0, 7.0, 9.0], [2.0, 3.0, 7.0, 9.0]),
+    ([4.0, 2.0, 4.0, 8.0], [1.0, 1.0, 9.0, 9.0]),
+    ([0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 2.0, 1.0]),
+    ([0.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 3.0]),
+]
+# Degenerate pairs where torchvision gives NaN values or gradients, or gradients of order
+# 1 / eps: a flat box (CIoU), a point (CIoU), two identical points, two identical
+# zero-width boxes (GIoU). Ours stay finite and small, and the values are the limits.
+SINGULAR = [
+    ([1.0, 4.0, 6.0, 4.0], [0.0, 0.0, 8.0, 8.0]),
+    ([3.0, 3.0, 3.0, 3.0], [0.0, 0.0, 8.0, 8.0]),
+    ([5.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0]),
+    ([5.0, 2.0, 5.0, 6.0], [5.0, 2.0, 5.0, 6.0]),
+]
+
+
+def random_pairs(n: int, seed: int, dtype: torch.dtype = torch.float64) -> tuple:
+    """Two ``[n, 4]`` xyxy box sets, overlapping about half the time, plus DEGENERATE."""
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(2, n, 2, generator=gen, dtype=dtype) * 60
+    wh = torch.rand(2, n, 2, generator=gen, dtype=dtype) * 40 + 0.5
+    a, b = torch.cat([xy, xy + wh], dim=-1)
+    degenerate = torch.tensor(DEGENERATE, dtype=dtype)
+    return torch.cat([a, degenerate[:, 0]]), torch.cat([b, degenerate[:, 1]])
+
+
+def loss_and_grads(fn, inputs: tuple, reduction: str, **kwargs) -> tuple:
+    """The loss and the gradients of a fixed random weighting of it w.r.t. every input."""
+    leaves = [x.clone().requires_grad_() for x in inputs]
+    loss = fn(*leaves, reduction=reduction, **kwargs)
+    weights = torch.rand(loss.shape, generator=torch.Generator().manual_seed(9), dtype=loss.dtype)
+    grads = torch.autograd.grad((loss * (weights + 0.5)).sum(), leaves)
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(("ours", "reference"), list(BOX_LOSSES.items()))
+def test_box_losses_match_torchvision(ours, reference, reduction: str) -> None:
+    boxes = random_pairs(64, seed=0)
+    assert (torchvision.ops.box_iou(*boxes).diagonal() > 0).float().mean() > 0.3
+    loss, grads = loss_and_grads(ours, boxes, reduction)
+    expected, expected_grads = loss_and_grads(reference, boxes, reduction)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-6)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("ours", "reference"), list(BOX_LOSSES.items()))
+def test_box_losses_match_torchvision_in_float32(ours, reference) -> None:
+    boxes = random_pairs(64, seed=1, dtype=torch.float32)
+    loss, grads = loss_and_grads(ours, boxes, "none")
+    expected, expected_grads = loss_and_grads(reference, boxes, "none")
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-6)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", list(BOX_LOSSES))
+def test_box_losses_are_finite_where_torchvision_is_singular(fn) -> None:
+    a, b = torch.tensor(SINGULAR).unbind(1)
+    loss, grads = loss_and_grads(fn, (a, b), "none")
+    assert torch.isfinite(loss).all()
+    for grad in grads:
+        assert torch.isfinite(grad).all() and grad.abs().max() < 10
+    # two identical points and two identical lines: no overlap, no distance, no enclosure
+    torch.testing.assert_close(loss[2:], torch.ones(2))
+
+
+def test_ciou_of_a_flat_box_takes_the_limit_aspect_angle() -> None:
+    # torchvision's value exists (arctan(w / 0) = pi / 2), only its gradient is NaN
+    flat, box = torch.tensor(SINGULAR[:1]).unbind(1)
+    expected = torchvision.ops.complete_box_iou_loss(flat, box)
+    torch.testing.assert_close(ciou_loss(flat, box), expected)
+
+
+def test_box_losses_by_hand() -> None:
+    # Unit squares one unit apart: GIoU = -1/3, DIoU = -0.4 (as in test_boxes).
+    a, b = torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[2.0, 0.0, 3.0, 1.0]])
+    torch.testing.assert_close(giou_loss(a, b), torch.tensor([4 / 3]))
+    torch.testing.assert_close(diou_loss(a, b), torch.tensor([1.4]))
+    torch.testing.assert_close(ciou_loss(a, b), torch.tensor([1.4]))  # same aspect: v = 0
+
+
+@pytest.mark.parametrize("fn", list(BOX_LOSSES))
+def test_box_losses_of_no_boxes(fn) -> None:
+    empty = torch.zeros((0, 4), requires_grad=True)
+    assert fn(empty, empty).shape == (0,)
+    for reduction in ("mean", "sum"):
+        loss = fn(empty, empty, reduction=reduction)
+        assert loss.item() == 0.0 and loss.requires_grad
+
+
+@pytest.mark.parametrize("fn", list(BOX_LOSSES))
+def test_box_losses_refuse_unpaired_boxes(fn) -> None:
+    with pytest.raises(ConfigError, match="as many boxes"):
+        fn(torch.zeros((2, 4)), torch.zeros((3, 4)))
+    with pytest.raises(ConfigError, match="field 'b'"):
+        fn(torch.zeros((2, 4)), torch.zeros(4))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(("alpha", "gamma"), [(0.25, 2.0), (-1, 1.5), (0.6, 0.0)])
+@pytest.mark.parametrize("soft", [False, True])
+def test_focal_loss_matches_torchvision(reduction: str, alpha: float, gamma: float, soft) -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(50, 7, generator=gen, dtype=torch.float64) * 3
+    targets = torch.rand(50, 7, generator=gen, dtype=torch.float64)
+    targets = targets if soft else (targets > 0.8).double()
+    kwargs = {"alpha": alpha, "gamma": gamma}
+    loss, grads = loss_and_grads(sigmoid_focal_loss, (logits, targets), reduction, **kwargs)
+    expected, expected_grads = loss_and_grads(
+        torchvision.ops.sigmoid_focal_loss, (logits, targets), reduction, **kwargs
+    )
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-6)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-6)
+
+
+def test_focal_loss_refuses_bad_alpha_and_shapes() -> None:
+    with pytest.raises(ConfigError, match="field 'alpha'"):
+        sigmoid_focal_loss(torch.zeros(3), torch.zeros(3), alpha=1.5)
+    with pytest.raises(ConfigError, match="field 'targets'"):
+        sigmoid_focal_loss(torch.zeros(3), torch.zeros(4))
+
+
+def varifocal_by_hand(logit: float, q: float, alpha: float = 0.75, gamma: float = 2.0) -> float:
+    """The paper's formula for one element, in plain floats."""
+    p = 1 / (1 + math.exp(-logit))
+    bce = -(q * math.log(p) + (1 - q) * math.log(1 - p))
+    weight = q if q > 0 else alpha * p**gamma
+    return weight * bce
+
+
+def test_varifocal_loss_by_hand() -> None:
+    # (logit, quality): positives with their IoU target, negatives at 0
+    cases = [(2.0, 0.8), (-1.0, 0.0), (0.5, 0.3), (0.0, 0.0), (-3.0, 0.95), (4.0, 0.0)]
+    x, q = torch.tensor(cases).T
+    expected = torch.tensor([varifocal_by_hand(*case) for case in cases])
+    torch.testing.assert_close(varifocal_loss(x, q, reduction="none"), expected)
+    torch.testing.assert_close(varifocal_loss(x, q), expected.sum())  # "sum" is the default
+    torch.testing.assert_close(varifocal_loss(x, q, reduction="mean"), expected.mean())
+    other = torch.tensor([varifocal_by_hand(*case, alpha=0.5, gamma=1.0) for case in cases])
+    torch.testing.assert_close(varifocal_loss(x, q, alpha=0.5, gamma=1.0, reduction="none"), other)
+
+
+def test_varifocal_loss_is_focal_on_negatives_and_quality_weighted_bce_on_positives() -> None:
+    x = torch.randn(40, generator=torch.Generator().manual_seed(5)) * 3
+    zeros = torch.zeros(40)
+    # RetinaNet's negatives weigh (1 - 0.25) p^2: VFL's alpha = 0.75 is the same weight
+    torch.testing.assert_close(
+        varifocal_loss(x, zeros, reduction="none"), sigmoid_focal_loss(x, zeros)
+    )
+    q = torch.linspace(0.05, 1.0, 40)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(x, q, reduction="none")
+    torch.testing.assert_close(varifocal_loss(x, q, reduction="none"), q * bce)
+
+
+def test_varifocal_loss_is_differentiable() -> None:
+    x = torch.randn(12, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    q = torch.tensor([0.0, 0.7] * 6, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: varifocal_loss(v, q), (x.requires_grad_(),))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: sigmoid_focal_loss(torch.zeros(2), torch.zeros(2), reduction=r),
+        lambda r: varifocal_loss(torch.zeros(2), torch.zeros(2), reduction=r),
+        lambda r: giou_loss(torch.zeros((1, 4)), torch.zeros((1, 4)), reduction=r),
+        lambda r: diou_loss(torch.zeros((1, 4)), torch.zeros((1, 4)), reduction=r),
+        lambda r: ciou_loss(torch.zeros((1, 4)), torch.zeros((1, 4)), reduction=r),
+    ],
+)
+def test_losses_refuse_unknown_reduction(call) -> None:
+    with pytest.raises(ConfigError, match="field 'reduction': unknown reduction 'avg'"):
+        call("avg")

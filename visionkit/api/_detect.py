@@ -1,0 +1,333 @@
+"""Detection behind :class:`~visionkit.api.Model`: build, train, evaluate, predict.
+
+Every step wires the layers below (registry, datasets, transforms and mosaic, the trainer
+with :class:`~visionkit.train.detect.DetectionTask`, the COCO evaluator, the plots). The
+final validation of a run scores predictions in each image's original pixels against the
+dataset's own annotations, so its numbers are pycocotools' on the same files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from visionkit.api._data import dataset_path
+from visionkit.api._results import DetectionResult
+from visionkit.api._sources import Source, in_batches, iter_images
+from visionkit.data.datasets import (
+    DetectionDataset,
+    annotation_area,
+    collate_detection,
+    load_dataset,
+)
+from visionkit.data.images import read_image
+from visionkit.data.mosaic import Mosaic
+from visionkit.data.records import Catalog
+from visionkit.data.transforms import (
+    detection_image_transform,
+    detection_transforms,
+    eval_scale,
+)
+from visionkit.errors import ConfigError, WeightsError
+from visionkit.metrics.detection import DetectionConfusionMatrix, DetectionEvaluator
+from visionkit.models import Detector, ModelConfig, read_state_file
+from visionkit.models.weights import apply_state_dict
+from visionkit.structures import Detections
+from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
+from visionkit.train._task import Callback
+from visionkit.train.detect import CONFUSION_CONF, EVAL_CONF, DetectionTask, to_device
+from visionkit.train.distributed import (
+    broadcast_from_main,
+    init_distributed,
+    seed_everything,
+    select_device,
+)
+from visionkit.train.run_dir import write_metrics
+from visionkit.viz import draw_detections, make_grid, save_image
+from visionkit.viz.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
+
+DEFAULT_EPOCHS = 30
+"""Training epochs when none are given."""
+
+PREVIEW_IMAGES = 16
+"""Validation images drawn with their predictions into ``val_predictions.png``."""
+
+__all__ = ["fit", "from_checkpoint", "predict", "validate"]
+
+
+def from_checkpoint(
+    config: ModelConfig, weights: dict[str, Any], model: Detector, path: str | Path
+) -> Detector:
+    """``model`` (built from ``config``) with the checkpoint's ``weights``, in eval mode."""
+    apply_state_dict(model, weights, file=path)
+    model.config = config
+    return model.eval()
+
+
+class CloseMosaic(Callback):
+    """Switch mosaic off for the last ``epochs`` epochs, so training ends on whole images
+    at their real scale, the distribution the model meets in use (YOLOX, YOLOv8)."""
+
+    def __init__(self, mosaic: Mosaic, epochs: int) -> None:
+        self.mosaic, self.epochs = mosaic, epochs
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if epoch > trainer.config.epochs - self.epochs:
+            self.mosaic.close()
+
+
+def fit(
+    model: Any,
+    *,
+    data: str | Path,
+    epochs: int = DEFAULT_EPOCHS,
+    batch: int = 16,
+    imgsz: int | None = None,
+    mosaic: float | None = None,
+    close_mosaic: int = 2,
+    project: str | Path = "runs",
+    name: str = "train",
+    exist_ok: bool = False,
+    resume: bool = False,
+    **settings: Any,
+) -> TrainResult:
+    """``Model.train`` for a detector: train into ``<project>/detect/<name>``, then validate
+    the best weights with plots and COCO predictions (see :func:`validate`).
+
+    Args:
+        model: The :class:`~visionkit.api.Model` to train; a registry model is built for
+            the dataset's class count.
+        data: A COCO, YOLO or VOC dataset with ``train`` and ``val`` splits, or
+            ``"shapes"`` (rendered once beside the runs).
+        epochs, batch: Passes over the data; images per step.
+        imgsz: Square input side in pixels; the model's own size when None.
+        mosaic: Probability of a mosaic sample; None uses the model family's default (on
+            for ``yolo``, off otherwise).
+        close_mosaic: Final epochs trained without mosaic.
+        project, name, exist_ok: The run folder (``name2``... when taken).
+        resume: Continue the run ``name`` from its ``weights/last.pt``.
+        **settings: Any :class:`~visionkit.train.TrainConfig` field (``lr``,
+            ``optimizer``, ``seed``, ``device``, ``patience``, ``ema``...).
+
+    Returns:
+        The :class:`~visionkit.train.TrainResult`; the model then holds the best weights.
+
+    Raises:
+        ConfigError: A trained model's classes differ from the dataset's.
+    """
+    config = TrainConfig.from_dict({"epochs": epochs, "batch": batch, **settings})
+    context = init_distributed()  # under torchrun: one dataset render, one run folder
+    path = broadcast_from_main(dataset_path(data, project=project) if context.is_main else None)
+    train_set = load_dataset(path, "detect", "train")
+    val_set = load_dataset(path, "detect", "val")
+    seed_everything(config.seed)  # the new network's initial weights too
+    network = model._network(imgsz, num_classes=len(train_set.names))
+    check_classes(network.config, train_set)
+    network.config = dataclasses.replace(network.config, names=tuple(train_set.names))
+    size = network.config.image_size
+    train_set.transforms = detection_transforms(True, size)
+    val_set.transforms = detection_transforms(False, size)
+    p = float(network.uses_mosaic) if mosaic is None else mosaic
+    callbacks: list[Callback] = []
+    training: Any = train_set
+    if p > 0:
+        training = Mosaic(train_set, size, p=p)
+        callbacks.append(CloseMosaic(training, close_mosaic))
+    last = Path(project) / "detect" / name / "weights" / "last.pt"
+    if resume and not last.is_file():  # before a run folder is made under that name
+        raise WeightsError("no run to resume: the checkpoint does not exist", file=last)
+    run_dir = new_run_dir(project, "detect", name, exist_ok=exist_ok or resume)
+    args = {"data": str(data), "model": network.config.name, "mosaic": p}
+    args["close_mosaic"] = close_mosaic
+    task = DetectionTask(network.num_classes, imgsz=size)
+    result = Trainer(
+        network, task, training, val_set, config, run_dir,
+        args=args, callbacks=callbacks, resume=resume,
+    ).fit()  # fmt: skip
+    network.load_state_dict(read_state_file(result.best_path)["model"])
+    if context.is_main:
+        plot_training_curves(run_dir / "results.csv", title=str(run_dir),
+                             path=run_dir / "results.png")  # fmt: skip
+        validate(network, data=path, split="val", batch=batch, device=config.device,
+                 project=project, save_dir=run_dir)  # fmt: skip
+    return result
+
+
+def validate(
+    model: Detector,
+    *,
+    data: str | Path,
+    split: str,
+    batch: int,
+    device: str,
+    project: str | Path,
+    save_dir: str | Path | None = None,
+    iou: float | None = None,
+    max_det: int = 300,
+) -> dict[str, Any]:
+    """COCO metrics of ``model`` on one split, in the images' original pixels.
+
+    With ``save_dir``, also writes ``predictions.json`` (COCO results with the dataset's
+    image and category ids), ``val_metrics.json``, ``pr_curve.png``, ``confusion_matrix.png`` and
+    ``val_predictions.png`` (the first :data:`PREVIEW_IMAGES` images with their
+    detections above :data:`~visionkit.train.detect.CONFUSION_CONF`).
+
+    Raises:
+        ConfigError: The dataset's classes differ from the model's.
+    """
+    dataset = load_dataset(dataset_path(data, project=project), "detect", split)
+    check_classes(model.config, dataset)
+    imgsz = model.config.image_size
+    dataset.transforms = detection_transforms(False, imgsz)
+    target = select_device(device)
+    loader = DataLoader(dataset, batch_size=batch, collate_fn=collate_detection)
+    kept = model.thresholds
+    model.to(target).eval().set_thresholds(conf=EVAL_CONF, iou=iou, max_det=max_det)
+    found: list[Detections] = []
+    try:
+        with torch.no_grad():
+            for images, targets in loader:
+                images, targets = to_device((images, targets), target)
+                for out, truth in zip(model(images), targets, strict=True):
+                    found.append(_in_original_pixels(out, truth["orig_size"], imgsz))
+    finally:
+        model.set_thresholds(conf=kept.conf, iou=kept.iou, max_det=kept.max_det)
+    metrics, evaluator, confusion = _score(found, dataset.catalog, model.num_classes)
+    if save_dir is not None:
+        _save_outputs(Path(save_dir), found, dataset, evaluator, confusion, metrics)
+    return metrics
+
+
+def predict(
+    model: Detector,
+    source: Source,
+    *,
+    batch: int,
+    device: str,
+    conf: float = 0.25,
+    iou: float | None = None,
+    max_det: int = 300,
+) -> list[DetectionResult]:
+    """Detections in every image (or video frame) of ``source``, in order, in the images'
+    own pixels."""
+    config, target = model.config, select_device(device)
+    names = config.names or tuple(str(i) for i in range(config.num_classes))
+    pipeline = detection_image_transform(config.image_size)
+    kept = model.thresholds
+    model.to(target).eval().set_thresholds(conf=conf, iou=iou, max_det=max_det)
+    results = []
+    try:
+        for chunk in in_batches(iter_images(source), batch):
+            images = [pipeline(torch.tensor(f.image).permute(2, 0, 1)) for f in chunk]
+            with torch.no_grad():
+                outputs = model([image.to(target) for image in images])
+            results += [
+                DetectionResult(
+                    _in_original_pixels(out, f.image.shape[:2], config.image_size),
+                    names,
+                    f.path,
+                    f.image,
+                    f.frame,
+                )
+                for f, out in zip(chunk, outputs, strict=True)
+            ]
+    finally:
+        model.set_thresholds(conf=kept.conf, iou=kept.iou, max_det=kept.max_det)
+    return results
+
+
+def check_classes(config: ModelConfig, dataset: DetectionDataset) -> None:
+    """Refuse a model whose class count (or names, once trained) is not the dataset's."""
+    names = tuple(dataset.names)
+    if len(names) != config.num_classes or (config.names and config.names != names):
+        raise ConfigError(
+            f"the dataset has {len(names)} classes {list(names)} but the model "
+            f"{list(config.names) if config.names else config.num_classes}; train a model "
+            "for this dataset (a registry name builds one with its class count)",
+            file=dataset.catalog.source,
+            field="data",
+        )
+
+
+def _in_original_pixels(output: dict[str, Any], size: tuple[int, int], imgsz: int) -> Detections:
+    """A detector's output on an evaluation-pipeline image, mapped back to the image as read."""
+    height, width = size
+    sy, sx = eval_scale(height, width, imgsz)
+    boxes = output["boxes"].detach().float().cpu() / torch.tensor([sx, sy, sx, sy])
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    return Detections(boxes, output["scores"].detach().cpu(), output["labels"].detach().cpu())
+
+
+def _score(
+    found: list[Detections], catalog: Catalog, num_classes: int
+) -> tuple[dict[str, Any], DetectionEvaluator, DetectionConfusionMatrix]:
+    """COCO metrics and the confusion matrix of detections against the catalog's own boxes."""
+    evaluator = DetectionEvaluator()
+    confusion = DetectionConfusionMatrix(num_classes, conf=CONFUSION_CONF)
+    index = catalog.class_index
+    for dets, record in zip(found, catalog.images, strict=True):
+        anns = record.annotations
+        truth = {
+            "boxes": np.asarray([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4),
+            "labels": np.asarray([index[a.category_id] for a in anns], dtype=np.int64),
+            "iscrowd": np.asarray([a.iscrowd for a in anns], dtype=np.int64),
+            "area": np.asarray([annotation_area(a) for a in anns], dtype=np.float64),
+            "image_id": record.id,
+        }
+        evaluator.update([{**dets.to_torchvision(), "image_id": record.id}], [truth])
+        confusion.update(dets.boxes, dets.scores, dets.labels, truth["boxes"], truth["labels"])
+    metrics = evaluator.compute()
+    metrics["confusion_matrix"] = confusion.matrix.tolist()
+    return metrics, evaluator, confusion
+
+
+def _save_outputs(
+    out: Path,
+    found: list[Detections],
+    dataset: DetectionDataset,
+    evaluator: DetectionEvaluator,
+    confusion: DetectionConfusionMatrix,
+    metrics: dict[str, Any],
+) -> None:
+    """``predictions.json``, the PR curves, the confusion matrix and a preview grid."""
+    out.mkdir(parents=True, exist_ok=True)
+    catalog, names = dataset.catalog, dataset.names
+    category_ids = [c.id for c in catalog.categories]
+    records = [
+        ann
+        for dets, record in zip(found, catalog.images, strict=True)
+        for ann in dets.to_coco(record.id, category_ids)
+    ]
+    (out / "predictions.json").write_text(json.dumps(records))
+    write_metrics(out, metrics, name="val_metrics.json")
+    curves = evaluator.curves
+    if curves is not None:
+        pr, ap = {}, {}
+        for k, label in enumerate(curves.classes):  # class indices that occur, sorted
+            precision = curves.precision[0, :, k, 0, -1]  # IoU 0.5, all areas, most dets
+            pr[names[int(label)]] = (curves.recall_thresholds, precision)
+            ap[names[int(label)]] = float(precision.clip(0).mean())
+        plot_pr_curves(pr, ap=ap, title="precision-recall at IoU 0.5", path=out / "pr_curve.png")
+    plot_confusion_matrix(
+        confusion.matrix, [*names, "background"], rows="predicted",
+        title=f"confusion matrix (conf {CONFUSION_CONF})", path=out / "confusion_matrix.png",
+    )  # fmt: skip
+    shown = range(min(PREVIEW_IMAGES, len(catalog)))
+    tiles = []
+    for i in shown:
+        image = read_image(catalog.image_path(catalog.images[i]))
+        dets = found[i][found[i].scores >= CONFUSION_CONF]
+        tiles.append(
+            draw_detections(image, dets.boxes, dets.labels, names=names, scores=dets.scores)
+        )
+    if tiles:
+        save_image(make_grid(tiles), out / "val_predictions.png")
+    print(f"validation: mAP50-95 {metrics['map']:.4f}, mAP50 {metrics['map_50']:.4f}; "
+          f"plots and predictions.json in {out}")  # fmt: skip

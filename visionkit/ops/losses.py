@@ -1,0 +1,208 @@
+"""Detection losses: focal and varifocal classification losses, GIoU/DIoU/CIoU box losses.
+
+They live in ``ops`` because a detector computes its loss inside ``forward`` in train
+mode (torchvision's contract), so the models must be able to import them;
+:mod:`visionkit.train.losses` re-exports them for users of the training API. The box
+losses are ``1 - x`` of the paired IoU family in :mod:`visionkit.ops.boxes`, with
+torchvision's ``eps``, and give torchvision's values; unlike torchvision's, their
+gradients stay finite for zero-area boxes.
+
+Unlike the rest of :mod:`visionkit.ops`, this module imports torch: import it as
+``visionkit.ops.losses``, it is not loaded by ``import visionkit.ops``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
+
+from visionkit.errors import ConfigError
+from visionkit.ops.boxes import (
+    paired_complete_box_iou,
+    paired_distance_box_iou,
+    paired_generalized_box_iou,
+)
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def sigmoid_focal_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """Focal loss on independent sigmoid outputs (RetinaNet; Lin et al., ICCV 2017).
+
+    ``loss = alpha_t * (1 - p_t)^gamma * BCE(inputs, targets)`` with ``p = sigmoid(inputs)``,
+    ``p_t = p * t + (1 - p) * (1 - t)`` and ``alpha_t = alpha * t + (1 - alpha) * (1 - t)``:
+    easy examples (``p_t`` near 1) count little, so the many easy background anchors do
+    not swamp the few objects. Equal to ``torchvision.ops.sigmoid_focal_loss``.
+
+    Args:
+        inputs: Logits of any shape.
+        targets: Same shape as ``inputs``: 1 for the positive class, 0 for the negative,
+            or soft targets in ``[0, 1]``.
+        alpha: Weight of the positives in ``[0, 1]``, or -1 to weigh both sides alike.
+        gamma: Focusing exponent; 0 gives plain binary cross-entropy.
+        reduction: ``"none"`` (per element, ``inputs``' shape), ``"mean"`` or ``"sum"``.
+
+    Returns:
+        The loss with ``reduction`` applied (the mean of no elements is 0).
+
+    Raises:
+        ConfigError: ``alpha`` out of range, shapes that differ, or an unknown reduction.
+
+    Example:
+        >>> logits, targets = torch.tensor([3.0, -3.0]), torch.tensor([1.0, 1.0])
+        >>> sigmoid_focal_loss(logits, targets)  # the easy positive barely counts
+        tensor([2.7321e-05, 6.9157e-01])
+    """
+    _check_reduction(reduction)
+    if not 0 <= alpha <= 1 and alpha != -1:
+        raise ConfigError(f"alpha must be in [0, 1] or -1, got {alpha}", field="alpha")
+    _check_same_shape(inputs, targets, "targets")
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return _reduce(loss, reduction)
+
+
+def varifocal_loss(
+    logits: torch.Tensor,
+    quality_targets: torch.Tensor,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """Varifocal loss (Zhang et al., "VarifocalNet: An IoU-aware Dense Object Detector", 2021).
+
+    The classification score is trained to predict the localisation quality ``q`` (the
+    IoU of the predicted box with its object, 0 for background):
+    ``loss = w * BCE(logits, q)`` with ``w = q`` where ``q > 0`` and
+    ``w = alpha * p^gamma`` where ``q = 0``, ``p = sigmoid(logits)``. Only negatives are
+    down-weighted (positives are rare); positives with a better box count more. ``w`` is
+    not detached, as in the paper's implementation (mmdetection).
+
+    Args:
+        logits: Classification logits of any shape, e.g. ``[N, num_classes]``.
+        quality_targets: Same shape, in ``[0, 1]``: the IoU target at the object's class,
+            0 elsewhere.
+        alpha: Weight of the negatives.
+        gamma: Focusing exponent of the negatives.
+        reduction: ``"none"`` (per element), ``"mean"`` or ``"sum"`` (the default: callers
+            divide by the number or the summed quality of the positives).
+
+    Returns:
+        The loss with ``reduction`` applied (the mean of no elements is 0).
+
+    Raises:
+        ConfigError: Shapes that differ, or an unknown reduction.
+
+    Example:
+        >>> varifocal_loss(torch.tensor([0.0, 0.0]), torch.tensor([0.5, 0.0]), reduction="none")
+        tensor([0.3466, 0.1300])
+    """
+    _check_reduction(reduction)
+    _check_same_shape(logits, quality_targets, "quality_targets")
+    q = quality_targets.to(logits.dtype)
+    positive = q > 0
+    weight = torch.where(positive, q, alpha * torch.sigmoid(logits) ** gamma)
+    loss = F.binary_cross_entropy_with_logits(logits, q, reduction="none") * weight
+    return _reduce(loss, reduction)
+
+
+def giou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """Generalised IoU loss ``1 - GIoU`` of paired boxes (Rezatofighi et al., CVPR 2019).
+
+    Unlike ``1 - IoU`` it still has a gradient for boxes that do not overlap. Equal to
+    ``torchvision.ops.generalized_box_iou_loss``; symmetric in its arguments.
+
+    Args:
+        boxes1: ``[N, 4]`` ``xyxy`` boxes (e.g. the predictions).
+        boxes2: ``[N, 4]`` ``xyxy`` boxes (e.g. their targets): ``boxes1[i]`` with ``boxes2[i]``.
+        reduction: ``"none"`` (``[N]``), ``"mean"`` or ``"sum"``.
+        eps: Added to the denominators, as torchvision does.
+
+    Returns:
+        The loss, in ``[0, 2]`` per pair, with ``reduction`` applied (the mean of no pairs
+        is 0).
+
+    Raises:
+        ConfigError: Shapes other than two ``[N, 4]``, or an unknown reduction.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+        >>> giou_loss(a, torch.tensor([[2.0, 0.0, 3.0, 1.0]]))
+        tensor([1.3333])
+    """
+    _check_reduction(reduction)
+    return _reduce(1 - paired_generalized_box_iou(boxes1, boxes2, eps), reduction)
+
+
+def diou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """Distance IoU loss ``1 - DIoU`` of paired boxes (Zheng et al., AAAI 2020).
+
+    Adds the squared centre distance over the enclosing diagonal, which pulls the centres
+    together directly. Equal to ``torchvision.ops.distance_box_iou_loss``; arguments as
+    :func:`giou_loss`.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+        >>> diou_loss(a, torch.tensor([[2.0, 0.0, 3.0, 1.0]]))
+        tensor([1.4000])
+    """
+    _check_reduction(reduction)
+    return _reduce(1 - paired_distance_box_iou(boxes1, boxes2, eps), reduction)
+
+
+def ciou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """Complete IoU loss ``1 - CIoU`` of paired boxes (Zheng et al., 2021): DIoU loss plus
+    an aspect-ratio term (see :func:`visionkit.ops.boxes.complete_box_iou`).
+
+    The box loss of YOLOv4 to YOLOv8. Equal to ``torchvision.ops.complete_box_iou_loss``
+    (finite gradients where torchvision's are NaN: boxes of zero height); arguments as
+    :func:`giou_loss`.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0.0, 2.0, 1.0]])
+        >>> ciou_loss(a, torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+        tensor([0.5532])
+    """
+    _check_reduction(reduction)
+    return _reduce(1 - paired_complete_box_iou(boxes1, boxes2, eps), reduction)
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ConfigError(
+            f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}", field="reduction"
+        )
+
+
+def _check_same_shape(inputs: torch.Tensor, targets: torch.Tensor, name: str) -> None:
+    if inputs.shape != targets.shape:
+        raise ConfigError(
+            f"{name} must have the shape of the logits {list(inputs.shape)}, "
+            f"got {list(targets.shape)}",
+            field=name,
+        )
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        # torchvision's box losses: 0 (still in the graph) rather than NaN for no elements
+        return loss.mean() if loss.numel() else 0.0 * loss.sum()
+    return loss
