@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from visionkit.data.synthetic import ShapesConfig, make_scene
-from visionkit.metrics.detection import DetectionEvaluator
 from visionkit.models import create_model
 from visionkit.models.detect import _rcnn
 from visionkit.ops.boxes import box_iou
@@ -24,12 +23,8 @@ def model():
     )
 
 
-def _target(boxes, labels):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels)}
-
-
-def test_regions_take_the_class_of_a_box_they_overlap_by_half(model, monkeypatch):
-    gt = _target([[4, 4, 28, 30], [30, 20, 60, 60]], [2, 0])
+def test_regions_take_the_class_of_a_box_they_overlap_by_half(model, monkeypatch, target):
+    gt = target([[4, 4, 28, 30], [30, 20, 60, 60]], [2, 0])
     proposals = torch.tensor(
         [[5, 5, 28, 30], [31, 22, 58, 60], [0, 0, 64, 64], [40, 0, 60, 15], [6, 8, 20, 24]],
         dtype=torch.float32,
@@ -45,15 +40,15 @@ def test_regions_take_the_class_of_a_box_they_overlap_by_half(model, monkeypatch
     assert torch.equal(matched[positive], gt["boxes"][best[positive]])
 
 
-def test_ground_truth_boxes_are_regions_too_and_empty_images_train(model, monkeypatch):
+def test_ground_truth_boxes_are_regions_too_and_empty_images_train(model, monkeypatch, target):
     monkeypatch.setattr(model, "region_proposals", lambda image: torch.zeros(0, 4))
-    gt = _target([[4, 4, 28, 30]], [1])
+    gt = target([[4, 4, 28, 30]], [1])
     regions, labels, _ = model._training_regions(torch.rand(3, SIDE, SIDE), gt)
     assert regions.tolist() == gt["boxes"].tolist() and labels.tolist() == [1]
     # An image without objects trains its classifier on background only.
     background = torch.tensor([[0.0, 0.0, 20.0, 20.0], [10.0, 5.0, 40.0, 30.0]])
     monkeypatch.setattr(model, "region_proposals", lambda image: background)
-    losses = model.train()([torch.rand(3, 48, SIDE)], [_target([], [])])
+    losses = model.train()([torch.rand(3, 48, SIDE)], [target([], [])])
     assert set(losses) == {"loss_cls", "loss_box"} and losses["loss_box"] == 0
     assert losses["loss_cls"] > 0
     losses["loss_cls"].backward()
@@ -84,13 +79,13 @@ def test_proposals_are_searched_once_per_image_content(model, monkeypatch):
     assert len(calls) == 5 and calls[-1][2]["max_proposals"] == 5
 
 
-def test_box_regression_moves_proposals_onto_the_objects(monkeypatch):
+def test_box_regression_moves_proposals_onto_the_objects(monkeypatch, target):
     """Proposals shifted off every object (IoU about 0.6) come back as boxes that fit it."""
     torch.manual_seed(0)
     config = ShapesConfig(imgsz=SIDE, min_size=0.2, max_size=0.4, max_objects=2)
     scenes = [make_scene(0, index, config) for index in range(6)]
     images = [torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in scenes]
-    targets = [_target(s.boxes.tolist(), (s.labels - 1).tolist()) for s in scenes]
+    targets = [target(s.boxes.tolist(), (s.labels - 1).tolist()) for s in scenes]
     shift = torch.tensor([0.12, -0.12, 0.12, -0.12])
     shifted = {}
     for image, target in zip(images, targets, strict=True):
@@ -116,64 +111,24 @@ def test_box_regression_moves_proposals_onto_the_objects(monkeypatch):
     assert before.max() < 0.7 and after.mean() > 0.85, (before, after)
 
 
-def _scenes(seed: int, count: int, side: int):
-    """Synthetic shape scenes (up to 4 objects of 12-40 % of the side) as images and targets."""
-    config = ShapesConfig(imgsz=side, min_size=0.12, max_size=0.4, max_objects=4)
-    scenes = [make_scene(seed, index, config) for index in range(count)]
-    images = [torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in scenes]
-    return images, [_target(s.boxes.tolist(), (s.labels - 1).tolist()) for s in scenes]
-
-
-def _map50(model, images, targets) -> tuple[float, float]:
-    """COCO mAP50 of ``model`` and of 100 random boxes an image, by the same evaluator."""
-    generator = torch.Generator().manual_seed(0)
-    found, guessed = DetectionEvaluator(), DetectionEvaluator()
-    with torch.no_grad():
-        for start in range(0, len(images), 10):
-            found.update(model.eval()(images[start : start + 10]), targets[start : start + 10])
-    for image, target in zip(images, targets, strict=True):
-        side = image.shape[-1]
-        corner = torch.rand(100, 2, generator=generator) * side
-        size = torch.rand(100, 2, generator=generator) * side / 2
-        boxes = torch.cat([corner, (corner + size).clamp(max=side)], 1)
-        scores, labels = torch.rand(100, generator=generator), torch.randint(6, (100,))
-        guessed.update([{"boxes": boxes, "scores": scores, "labels": labels}], [target])
-    return found.compute()["map_50"], guessed.compute()["map_50"]
-
-
-def _train(model, images, targets, epochs: int, batch: int = 16) -> None:
-    """AdamW with a one-cycle schedule, images unchanged (the proposal cache then answers
-    from the second epoch on, as R-CNN computed its proposals once)."""
-    steps = epochs * (len(images) // batch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-2, steps, pct_start=0.15)
-    model.train()
-    for _ in range(epochs):
-        for order in torch.randperm(len(images))[: steps // epochs * batch].split(batch):
-            chosen = order.tolist()
-            losses = model([images[i] for i in chosen], [targets[i] for i in chosen])
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
-            schedule.step()
-
-
-def test_it_learns_to_find_the_shapes_of_a_few_images():
+def test_it_learns_to_find_the_shapes_of_a_few_images(scenes, fit, map50_and_random):
     """Selective search, sampling, classification and regression fit 8 images (0.94 mAP50)."""
     torch.manual_seed(0)
-    images, targets = _scenes(0, 8, 96)
+    images, targets = scenes(0, 8, 96)
     model = create_model("rcnn", num_classes=6, image_size=96)
-    _train(model, images, targets, epochs=50, batch=8)
-    found, guessed = _map50(model, images, targets)
+    fit(model, images, targets, epochs=50, batch=8)
+    found, guessed = map50_and_random(model, images, targets)
     assert found > guessed + 0.6, (found, guessed)
 
 
 @pytest.mark.slow
-def test_trained_briefly_it_finds_unseen_shapes_far_better_than_random_boxes():
+def test_trained_briefly_it_finds_unseen_shapes_far_better_than_random_boxes(
+    scenes, fit, map50_and_random
+):
     """600 images, 4 epochs (4 min on one busy thread): mAP50 0.25 on 50 unseen images,
     random boxes 0.0004."""
     torch.manual_seed(0)
     model = create_model("rcnn", num_classes=6, image_size=128)
-    _train(model, *_scenes(0, 600, 128), epochs=4)
-    found, guessed = _map50(model, *_scenes(1, 50, 128))
+    fit(model, *scenes(0, 600, 128), epochs=4, flip=False)
+    found, guessed = map50_and_random(model, *scenes(1, 50, 128))
     assert found > guessed + 0.15, (found, guessed)

@@ -8,8 +8,6 @@ import math
 import pytest
 import torch
 
-from visionkit.data.synthetic import ShapesConfig, make_scene
-from visionkit.metrics.detection import DetectionEvaluator
 from visionkit.models import create_model
 from visionkit.models.detect import _sliding_window
 from visionkit.ops.boxes import box_iou
@@ -23,10 +21,6 @@ def model():
     return create_model(
         "sliding-window", num_classes=3, image_size=SIDE, width=4, scales=[16, 24], context=0.0
     )
-
-
-def _target(boxes, labels):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels)}
 
 
 def test_the_scan_classifies_every_window_shape_at_an_eighth_of_its_side(model):
@@ -65,25 +59,25 @@ def test_context_widens_the_window_but_not_the_box(model):
     assert 0 < len(wide_boxes) < len(boxes)
 
 
-def test_training_windows_are_jittered_objects_and_clear_background(model):
+def test_training_windows_are_jittered_objects_and_clear_background(model, target):
     torch.manual_seed(1)
-    target = _target([[4, 4, 28, 30], [30, 20, 60, 60]], [2, 0])
-    windows, labels = model._training_windows(torch.rand(3, SIDE, SIDE), target)
+    gt = target([[4, 4, 28, 30], [30, 20, 60, 60]], [2, 0])
+    windows, labels = model._training_windows(torch.rand(3, SIDE, SIDE), gt)
     assert len(windows) == model.batch_per_image and labels.dtype == torch.int64
     positive = labels < 3
     assert positive.sum() == round(model.batch_per_image * model.positive_fraction)
-    overlap, best = box_iou(windows, target["boxes"]).max(1)
+    overlap, best = box_iou(windows, gt["boxes"]).max(1)
     assert (overlap[positive] > 0.6).all()
-    assert torch.equal(labels[positive], target["labels"][best[positive]])
+    assert torch.equal(labels[positive], gt["labels"][best[positive]])
     assert (overlap[~positive] < _sliding_window.NEGATIVE_IOU).all()
     assert (labels[~positive] == 3).all()
     assert (windows >= 0).all() and (windows <= SIDE).all()
 
 
-def test_an_image_without_objects_trains_on_background_only(model):
-    windows, labels = model._training_windows(torch.rand(3, 48, SIDE), _target([], []))
+def test_an_image_without_objects_trains_on_background_only(model, target):
+    windows, labels = model._training_windows(torch.rand(3, 48, SIDE), target([], []))
     assert len(windows) == model.batch_per_image and (labels == 3).all()
-    losses = model.train()([torch.rand(3, 48, SIDE)], [_target([], [])])
+    losses = model.train()([torch.rand(3, 48, SIDE)], [target([], [])])
     assert set(losses) == {"loss_cls"} and torch.isfinite(losses["loss_cls"])
 
 
@@ -108,72 +102,24 @@ def test_hard_negatives_are_the_best_scored_background_windows(model, monkeypatc
     assert modes == [False] and model.classifier.training  # scanned in eval mode, then back
 
 
-def _scenes(seed: int, count: int, side: int):
-    """Synthetic shape scenes (up to 4 objects of 12-40 % of the side) as images and targets."""
-    config = ShapesConfig(imgsz=side, min_size=0.12, max_size=0.4, max_objects=4)
-    scenes = [make_scene(seed, index, config) for index in range(count)]
-    images = [torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in scenes]
-    return images, [_target(s.boxes.tolist(), (s.labels - 1).tolist()) for s in scenes]
-
-
-def _map50(model, images, targets) -> tuple[float, float]:
-    """COCO mAP50 of ``model`` and of 100 random boxes an image, by the same evaluator."""
-    generator = torch.Generator().manual_seed(0)
-    found, guessed = DetectionEvaluator(), DetectionEvaluator()
-    with torch.no_grad():
-        for start in range(0, len(images), 10):
-            found.update(model.eval()(images[start : start + 10]), targets[start : start + 10])
-    for image, target in zip(images, targets, strict=True):
-        side = image.shape[-1]
-        corner = torch.rand(100, 2, generator=generator) * side
-        size = torch.rand(100, 2, generator=generator) * side / 2
-        boxes = torch.cat([corner, (corner + size).clamp(max=side)], 1)
-        scores, labels = torch.rand(100, generator=generator), torch.randint(6, (100,))
-        guessed.update([{"boxes": boxes, "scores": scores, "labels": labels}], [target])
-    return found.compute()["map_50"], guessed.compute()["map_50"]
-
-
-def _flipped(image, target):
-    boxes = target["boxes"].clone()
-    boxes[:, [0, 2]] = image.shape[-1] - target["boxes"][:, [2, 0]]
-    return image.flip(-1), {"boxes": boxes, "labels": target["labels"]}
-
-
-def _train(model, images, targets, epochs: int, batch: int = 16) -> None:
-    """AdamW with a one-cycle schedule; each image flipped left-right half the time."""
-    steps = epochs * (len(images) // batch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-2, steps, pct_start=0.15)
-    model.train()
-    for _ in range(epochs):
-        for order in torch.randperm(len(images))[: steps // epochs * batch].split(batch):
-            pairs = [
-                _flipped(images[i], targets[i]) if torch.rand(()) < 0.5 else (images[i], targets[i])
-                for i in order.tolist()
-            ]
-            loss = sum(model([p[0] for p in pairs], [p[1] for p in pairs]).values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-
-
-def test_it_learns_to_find_the_shapes_of_a_few_images():
+def test_it_learns_to_find_the_shapes_of_a_few_images(scenes, fit, map50_and_random):
     """The whole loop (sampling, mining, scan, NMS) fits 6 images: about 0.8 mAP50 on them."""
     torch.manual_seed(0)
-    images, targets = _scenes(0, 6, 96)
+    images, targets = scenes(0, 6, 96)
     model = create_model("sliding-window", num_classes=6, image_size=96)
-    _train(model, images, targets, epochs=40, batch=6)
-    found, guessed = _map50(model, images, targets)
+    fit(model, images, targets, epochs=40, batch=6, flip=True)
+    found, guessed = map50_and_random(model, images, targets)
     assert found > guessed + 0.5, (found, guessed)
 
 
 @pytest.mark.slow
-def test_trained_briefly_it_finds_unseen_shapes_far_better_than_random_boxes():
+def test_trained_briefly_it_finds_unseen_shapes_far_better_than_random_boxes(
+    scenes, fit, map50_and_random
+):
     """600 images, 4 epochs (6.5 min on one busy thread): mAP50 0.22 on 50 unseen images,
     random boxes 0.0004."""
     torch.manual_seed(0)
     model = create_model("sliding-window", num_classes=6, image_size=128, aspect_ratios=[1.0])
-    _train(model, *_scenes(0, 600, 128), epochs=4)
-    found, guessed = _map50(model, *_scenes(1, 50, 128))
+    fit(model, *scenes(0, 600, 128), epochs=4, flip=True)
+    found, guessed = map50_and_random(model, *scenes(1, 50, 128))
     assert found > guessed + 0.15, (found, guessed)
