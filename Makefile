@@ -47,7 +47,7 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt benchmarks/requirements-nod
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
+	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .ruff_cache

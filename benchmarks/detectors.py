@@ -11,18 +11,21 @@ a fresh process of its own:
 
 - ``yolo-n`` and Ultralytics' YOLOv8n (``yolov8n`` here; built offline from
   ``yolov8n.yaml``, an optional dependency of ``make bench``) train for ``--minutes`` each;
-- the other families (Faster R-CNN MobileNetV3 320, SSDlite, a tiny DETR, the sliding
-  window, R-CNN; RetinaNet, FCOS and a tiny RT-DETR on request) for ``--other-minutes``.
+- the other families (visionkit's CPU-sized Faster R-CNN, torchvision's Faster R-CNN
+  MobileNetV3 320, SSDlite, a tiny DETR, the sliding window, R-CNN; RetinaNet, FCOS and a
+  tiny RT-DETR on request) for ``--other-minutes``.
 
 Ultralytics stops at its own ``time=`` budget. visionkit's trainer counts epochs, so each
-visionkit family is calibrated first: a throwaway copy of the model times a few training
-steps (data loading included) and two validation batches, and the run gets the whole
-epochs that fit the budget, validation after every epoch included; when one epoch does
-not fit, it trains one epoch on the first images of the training split that do. Both
-libraries keep their own defaults otherwise (visionkit: AdamW; Ultralytics: ``optimizer=
-auto``, its warmup and loss gains), with the same batch, image size, seed and data-loading
-workers (Ultralytics uses none on a CPU, whatever it is given; so does the default here),
-no mixed precision, mosaic closed for the last 2 epochs, and no plots.
+visionkit family is calibrated first (``_harness.py``): a throwaway copy of the model
+times a few training steps (data loading included) and two validation batches, and the
+run gets the whole epochs that fit the budget, validation after every epoch included;
+when one epoch does not fit, it trains one epoch on the first images of the training
+split that do. ``yolo-n`` trains with :data:`SHORT_RUN`, visionkit's recipe for runs of
+minutes; the other visionkit families with ``Model.train``'s defaults (AdamW), and
+Ultralytics with its own (``optimizer=auto``, its warmup, loss gains and mosaic, closed
+for the last 2 epochs). All share the image size, seed and data-loading workers
+(Ultralytics uses none on a CPU, whatever it is given; so does the default here), with no
+mixed precision and no plots.
 
 Every family is scored the same way, not by its library's own metric code: it predicts
 the validation images (score >= 0.001, at most 300 boxes, each library's own NMS IoU),
@@ -43,21 +46,18 @@ selective search alone takes minutes for every pass over the validation images).
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
-import multiprocessing
 import os
 import shutil
-import statistics
 import tempfile
 import time
-import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _harness import budget_parser, calibrate, median_ms, run_isolated
 
 ULTRALYTICS = "yolov8n"
 """The peer's family name: Ultralytics YOLOv8n from ``yolov8n.yaml``, random weights."""
@@ -110,10 +110,20 @@ class Family:
     main: bool = False
 
 
+SHORT_RUN = {
+    **{"batch": 8, "lr": 4e-3, "ema": True, "ema_decay": 0.999},
+    **{"mosaic": 0.0, "scale": (1.0, 1.0), "colour": False},
+}
+"""yolo-n's recipe for minutes on a CPU: small batches at a high rate, an EMA that warms up
+within the run, and whole images with flips only (a mosaic or a rescaled image costs more
+to make and teaches less in the first dozen epochs)."""
+AUGMENT_KEYS = ("flip", "scale", "colour")
+
 FAMILIES = {
-    "yolo-n": Family("yolo-n", main=True),
+    "yolo-n": Family("yolo-n", settings=SHORT_RUN, main=True),
     ULTRALYTICS: Family(ULTRALYTICS, main=True),
     "fasterrcnn_mobilenet_v3_large_320_fpn": Family("fasterrcnn_mobilenet_v3_large_320_fpn"),
+    "fasterrcnn-small": Family("fasterrcnn-small"),
     "ssdlite320_mobilenet_v3_large": Family("ssdlite320_mobilenet_v3_large"),
     "retinanet_resnet50_fpn": Family("retinanet_resnet50_fpn"),
     "fcos_resnet50_fpn": Family("fcos_resnet50_fpn"),
@@ -124,11 +134,13 @@ FAMILIES = {
     "rcnn": Family("rcnn"),
 }
 DEFAULT_FAMILIES = (
-    *("yolo-n", ULTRALYTICS, "fasterrcnn_mobilenet_v3_large_320_fpn"),
+    *("yolo-n", ULTRALYTICS, "fasterrcnn-small", "fasterrcnn_mobilenet_v3_large_320_fpn"),
     *("ssdlite320_mobilenet_v3_large", "detr-tiny", "sliding-window", "rcnn"),
 )
 """RetinaNet, FCOS (32 M parameters each) and RT-DETR see few images in a few CPU minutes;
 ``--families`` adds them."""
+FASTER_RCNNS = ("fasterrcnn-small", "fasterrcnn_mobilenet_v3_large_320_fpn")
+"""The Faster R-CNNs that the speed order R-CNN > Faster R-CNN > yolo-n is checked with."""
 
 SCORE_CONF, LATENCY_CONF, MAX_DET = 0.001, 0.25, 300
 LATENCY_SIZE = 320
@@ -151,23 +163,10 @@ class Data:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="yolo-n/YOLOv8n budget")
-    parser.add_argument("--other-minutes", type=float, default=3.0, help="other families' budget")
-    parser.add_argument("--train", type=int, default=2000, help="training images")
-    parser.add_argument("--val", type=int, default=200, help="validation images")
-    parser.add_argument("--imgsz", type=int, default=256, help="image and training size")
-    parser.add_argument("--batch", type=int, default=16, help="images per training step")
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of every run")
-    parser.add_argument("--seed", type=int, default=0, help="data and training seed")
-    parser.add_argument(
-        "--families", nargs="+", default=list(DEFAULT_FAMILIES), choices=list(FAMILIES)
-    )
-    parser.add_argument("--calibration-steps", type=int, default=8, help="timed steps")
-    parser.add_argument("--latency-runs", type=int, default=50, help="timed predictions")
-    parser.add_argument("--keep", type=Path, help="write data and runs here, and keep them")
-    return parser
+    return budget_parser(
+        __doc__.splitlines()[0], main="yolo-n/YOLOv8n", minutes=10.0, families=list(FAMILIES),
+        default_families=DEFAULT_FAMILIES, batch=16, latency_runs=50,
+    )  # fmt: skip
 
 
 def make_data(root: Path, args: Any) -> Data:
@@ -196,18 +195,6 @@ def make_data(root: Path, args: Any) -> Data:
     )
 
 
-def median_ms(call: Callable[[], Any], runs: int, warmup: int = 5) -> float:
-    """Median wall time of ``call()`` in milliseconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def score(detections: Sequence[Any], data: Data) -> dict[str, float]:
     """COCO mAP50-95 and mAP50 of one :class:`~visionkit.structures.Detections` per
     validation image (in its own pixels), by :func:`evaluate_coco`."""
@@ -222,58 +209,32 @@ def score(detections: Sequence[Any], data: Data) -> dict[str, float]:
     return {"map": float(metrics["map"]), "map_50": float(metrics["map_50"])}
 
 
-def _forever(loader: Any) -> Iterator[Any]:
-    while True:
-        yield from loader
-
-
-def calibrate(family: Family, data: Data, args: Any, budget_s: float) -> tuple[int, int]:
-    """Epochs and training images that fit ``budget_s``: times ``--calibration-steps``
-    training steps (after two untimed ones) and two validation batches of a throwaway copy
-    of the model, with the data pipeline that ``Model.train`` uses."""
-    import torch
+def calibrate_family(family: Family, data: Data, args: Any, budget_s: float) -> tuple[int, int]:
+    """Epochs and training images that fit ``budget_s`` (see :func:`calibrate`), with the
+    data pipeline that ``Model.train`` uses."""
     from torch.utils.data import DataLoader
 
     from visionkit.data.datasets import collate_detection, load_dataset
     from visionkit.data.mosaic import Mosaic
     from visionkit.data.transforms import detection_transforms
     from visionkit.models import create_model
-    from visionkit.train import evaluate
     from visionkit.train.detect import DetectionTask
-    from visionkit.train.distributed import deterministic_mode
 
-    size, batch = args.imgsz, args.batch
+    size, batch = args.imgsz, family.settings.get("batch", args.batch)
+    augment = {key: family.settings[key] for key in AUGMENT_KEYS if key in family.settings}
     train_set = load_dataset(
-        data.yaml, "detect", "train", transforms=detection_transforms(True, size)
+        data.yaml, "detect", "train", transforms=detection_transforms(True, size, **augment)
     )
     val_set = load_dataset(data.yaml, "detect", "val", transforms=detection_transforms(False, size))
     classes = len(train_set.names)
     network = create_model(family.model, num_classes=classes, image_size=size, **family.options)
-    training = Mosaic(train_set, size, p=1.0) if network.uses_mosaic else train_set
+    mosaic = family.settings.get("mosaic", float(network.uses_mosaic))
+    training = Mosaic(train_set, size, p=mosaic) if mosaic > 0 else train_set
     shared = {"batch_size": batch, "collate_fn": collate_detection, "num_workers": args.workers}
-    loader = DataLoader(training, shuffle=True, **shared)
-    task, device = DetectionTask(classes, imgsz=size), torch.device("cpu")
-    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-5)
-    val_loader = DataLoader(val_set, **shared)
-    network.train()
-    stamps = []
-    with deterministic_mode(True):  # as the trainer runs by default
-        for batch_data in itertools.islice(_forever(loader), 2 + args.calibration_steps):
-            loss, _ = task.loss(network, batch_data, device)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            stamps.append(time.perf_counter())
-        start = time.perf_counter()
-        evaluate(network, task, itertools.islice(val_loader, 2), device)
-    step_s = (stamps[-1] - stamps[1]) / args.calibration_steps
-    val_s = (time.perf_counter() - start) / min(2, len(val_loader)) * len(val_loader)
-    epoch_s = math.ceil(len(train_set) / batch) * step_s + val_s
-    print(f"  calibration: {step_s:.2f} s/step, validation {val_s:.1f} s, epoch {epoch_s:.0f} s")
-    if epoch_s <= budget_s:
-        return int(budget_s // epoch_s), len(train_set)
-    steps = max(1, int((budget_s - val_s) // step_s))
-    return 1, min(len(train_set), steps * batch)
+    return calibrate(
+        network, DetectionTask(classes, imgsz=size), DataLoader(training, shuffle=True, **shared),
+        DataLoader(val_set, **shared), steps=args.calibration_steps, budget_s=budget_s,
+    )  # fmt: skip
 
 
 def subset_yaml(data: Data, images: int) -> Path:
@@ -296,13 +257,13 @@ def run_visionkit(name: str, family: Family, data: Data, root: Path, args: Any) 
     import visionkit
 
     budget_s = 60 * (args.minutes if family.main else args.other_minutes)
-    epochs, images = calibrate(family, data, args, budget_s)
+    epochs, images = calibrate_family(family, data, args, budget_s)
     dataset = data.yaml if images == len(data.train_images) else subset_yaml(data, images)
     model = visionkit.Model(family.model, task="detect", **family.options)
     result = model.train(
-        data=dataset, epochs=epochs, batch=args.batch, imgsz=args.imgsz, seed=args.seed,
-        workers=args.workers, device="cpu", project=root / "runs", name=name, quiet=True,
-        **family.settings,
+        data=dataset, epochs=epochs, imgsz=args.imgsz, seed=args.seed, workers=args.workers,
+        device="cpu", project=root / "runs", name=name, quiet=True,
+        **{"batch": args.batch, **family.settings},
     )  # fmt: skip
     with (result.run_dir / "results.csv").open() as handle:
         train_s = sum(float(row["seconds"]) for row in csv.DictReader(handle))
@@ -425,34 +386,21 @@ def latencies(
     return times
 
 
-def _child(name: str, data: Data, root: Path, args: Any, queue: Any) -> None:
-    """Child process: one family, its row or its error on ``queue``."""
+def run_one(name: str, data: Data, root: Path, args: Any) -> dict[str, Any]:
+    """One family's row (in its own process: see :func:`run_isolated`)."""
     import torch
 
     torch.set_num_threads(args.threads)
-    family = FAMILIES[name]
     print(f"== {name}", flush=True)
-    try:
-        if family.model == ULTRALYTICS:
-            row = run_ultralytics(root, data, args)
-        else:
-            row = run_visionkit(name, family, data, root, args)
-    except Exception as error:  # a failing family is a row of the table, not the end
-        traceback.print_exc()
-        row = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:160]}
-    queue.put({"name": name, "budget": args.minutes if family.main else args.other_minutes, **row})
+    if FAMILIES[name].model == ULTRALYTICS:
+        return run_ultralytics(root, data, args)
+    return run_visionkit(name, FAMILIES[name], data, root, args)
 
 
 def run_family(name: str, data: Data, root: Path, args: Any) -> dict[str, Any]:
-    """Run one family in a fresh process (spawned), so no library's settings leak."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=_child, args=(name, data, root, args, queue))
-    child.start()
-    child.join()
-    if queue.empty():
-        return {"name": name, "error": f"the process ended with status {child.exitcode}"}
-    return queue.get()
+    """One family's row, or its error, with its name and budget."""
+    budget = args.minutes if FAMILIES[name].main else args.other_minutes
+    return {"name": name, "budget": budget, **run_isolated(run_one, name, data, root, args)}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -485,7 +433,7 @@ def print_targets(rows: dict[str, dict[str, Any]]) -> None:
     """The measured value and PASS/FAIL of each acceptance target (``not measured`` when a
     row it needs is missing or failed)."""
     ours, peer = rows.get("yolo-n", {}), rows.get(ULTRALYTICS, {})
-    fast, rcnn = rows.get("fasterrcnn_mobilenet_v3_large_320_fpn", {}), rows.get("rcnn", {})
+    rcnn = rows.get("rcnn", {})
 
     def line(what: str, needed: list[dict[str, Any]], measure: Callable[[], Any]) -> None:
         if not all(row and "error" not in row for row in needed):
@@ -506,10 +454,12 @@ def print_targets(rows: dict[str, dict[str, Any]]) -> None:
     line(f"yolo-n at {LATENCY_SIZE} px <= {TARGETS['latency_ms']:g} ms", [ours], lambda: (
         f"{ours['ms_320']:.1f} ms", ours["ms_320"] <= TARGETS["latency_ms"]
     ))  # fmt: skip
-    line("ms/image rcnn > Faster R-CNN > yolo-n", [rcnn, fast, ours], lambda: (
-        f"{rcnn['ms']:.1f} > {fast['ms']:.1f} > {ours['ms']:.1f}",
-        rcnn["ms"] > fast["ms"] > ours["ms"],
-    ))  # fmt: skip
+    for faster in FASTER_RCNNS:
+        fast = rows.get(faster, {})
+        line(f"ms/image rcnn > {faster} > yolo-n", [rcnn, fast, ours], lambda f=fast: (
+            f"{rcnn['ms']:.1f} > {f['ms']:.1f} > {ours['ms']:.1f}",
+            rcnn["ms"] > f["ms"] > ours["ms"],
+        ))  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,8 @@ def image_key(image: torch.Tensor) -> str:
 class OracleDetector(Detector):
     """A detector that knows the answers: in eval mode, the ground truth of each image it
     was given (found by :func:`image_key` of the input), shifted by ``shift`` pixels, with
-    scores falling from 0.9 to 0.5 in box order, those under ``thresholds.conf`` dropped;
+    scores falling from 0.9 to 0.5 in box order, those under ``thresholds.conf`` dropped,
+    and (when the truths hold masks) the masks as ``[N, 1, H, W]`` probabilities of 0 and 1;
     in train mode, a loss dict of two terms of known value (2.0 and 0.5 times one
     parameter)."""
 
@@ -29,8 +30,13 @@ class OracleDetector(Detector):
             ModelConfig("oracle", "detect", num_classes, image_size, (0, 0, 0), (1, 1, 1))
         )
         self.truths, self.shift = truths, shift
+        self._masks = any("masks" in truth for truth in truths.values())
         self.weight = torch.nn.Parameter(torch.tensor(1.0))
         self.seen_conf: list[float] = []
+
+    @property
+    def makes_masks(self) -> bool:
+        return self._masks
 
     def forward(self, images, targets=None):
         if self.training:
@@ -49,21 +55,26 @@ class OracleDetector(Detector):
                     "scores": scores[keep],
                 }
             )
+            if self._masks:
+                out[-1]["masks"] = truth["masks"][keep][:, None].float()
         return out
 
 
 @pytest.fixture
 def make_oracle():
-    """``make_oracle(dataset, shift=0.0)``: an :class:`OracleDetector` (eval mode) that
-    answers every image of ``dataset`` (a detection dataset with evaluation transforms)."""
+    """``make_oracle(dataset, shift=0.0, masks=False)``: an :class:`OracleDetector` (eval
+    mode) that answers every image of ``dataset`` (a detection dataset with evaluation
+    transforms), with its instance masks too when ``masks``."""
 
-    def make(dataset, shift: float = 0.0) -> OracleDetector:
+    def make(dataset, shift: float = 0.0, masks: bool = False) -> OracleDetector:
         truths = {}
         for image, target in dataset:
             truths[image_key(image)] = {
                 "boxes": target["boxes"].as_subclass(torch.Tensor).clone(),
                 "labels": target["labels"].clone(),
             }
+            if masks:
+                truths[image_key(image)]["masks"] = target["masks"].as_subclass(torch.Tensor)
         size = int(dataset[0][0].shape[-1])
         return OracleDetector(truths, len(dataset.names), size, shift).eval()
 

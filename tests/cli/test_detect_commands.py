@@ -161,3 +161,27 @@ def test_a_checkpoint_of_other_classes_is_refused_naming_the_dataset(trained, ca
     status, _, err = _val(capsys, f"data={other}", f"model={run / 'weights/best.pt'}")
     assert status == 2 and err.count("\n") == 1
     assert "2 classes" in err and str(other) in err
+
+
+def test_val_of_a_mask_model_prints_the_mask_metrics_too(capsys, tmp_path):
+    """A Mask R-CNN checkpoint (untrained: the tables, not the numbers, are tested) gets the
+    twelve mask stats after the twelve box stats, and a mask AP column per category."""
+    import torch
+
+    from visionkit.data.synthetic.export import export_synthetic
+    from visionkit.models import create_model
+
+    data = export_synthetic(tmp_path / "data", train=1, val=2, imgsz=64, workers=1)
+    torch.manual_seed(0)
+    model = create_model("maskrcnn-small", num_classes=6, image_size=64)
+    checkpoint = tmp_path / "mask.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict()}, checkpoint)
+    status, out, _ = _val(capsys, f"data={data}", f"model={checkpoint}", "device=cpu")
+    assert status == 0
+    lines = out.splitlines()
+    assert sum(line.startswith(("AP @", "AR @")) for line in lines) == 24
+    assert lines[0].startswith("metric") and any(line.startswith("mask metric") for line in lines)
+    assert "mask AP@[.5:.95]" in next(line for line in lines if line.startswith("category"))
+    status, out, _ = _val(capsys, f"data={data}", f"model={checkpoint}", "json=true")
+    printed = json.loads(out)
+    assert len(printed["segm_map_per_class"]) == len(printed["classes"]) and "segm_map" in printed

@@ -157,6 +157,26 @@ def test_segmentation_padding_is_ignored() -> None:
     assert (out_mask[:60] != IGNORE_INDEX).all()
 
 
+def test_segmentation_training_augmentation_can_be_turned_off_one_option_at_a_time() -> None:
+    image, mask = _semantic_scene()
+    side = HEIGHT  # a square scene of the output size: nothing to resize, crop or pad
+    image, mask = tv_tensors.Image(image[:, :, :side]), tv_tensors.Mask(mask[:, :side])
+    expected_image, expected_mask = segmentation_transforms(False, side)(image, mask)
+    still = segmentation_transforms(True, side, flip=0.0, scale=(1.0, 1.0), colour=False)
+    mirror = segmentation_transforms(True, side, flip=1.0, scale=(1.0, 1.0), colour=False)
+    jittered = segmentation_transforms(True, side, flip=0.0)
+    changed = 0
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out_image, out_mask = still(image, mask)
+        assert torch.equal(out_image, expected_image) and torch.equal(out_mask, expected_mask)
+        out_image, out_mask = mirror(image, mask)
+        assert torch.equal(out_image, expected_image.flip(-1))
+        assert torch.equal(out_mask, expected_mask.flip(-1))
+        changed += not torch.equal(jittered(image, mask)[1], expected_mask)
+    assert changed >= 2  # the default scale jitter moves the mask
+
+
 def test_pad_bottom_right_leaves_large_inputs_alone() -> None:
     image = tv_tensors.Image(torch.zeros((3, 10, 12), dtype=torch.uint8))
     assert PadBottomRight(8)(image).shape == (3, 10, 12)

@@ -67,6 +67,18 @@ def test_iou_matches_torchmetrics_jaccard(batch) -> None:
     assert result["miou"] == pytest.approx(macro.item(), abs=1e-6)
 
 
+def test_without_boundaries_the_iou_family_is_unchanged(batch) -> None:
+    logits, targets = batch
+    full = SegmentationMetrics(CLASSES)
+    fast = SegmentationMetrics(CLASSES, boundary_dilation=None)
+    full.update(logits, targets)
+    fast.update(logits, targets)
+    full_result, fast_result = full.compute(), fast.compute()
+    for key in ("miou", "mdice", "pixel_accuracy", "mean_accuracy"):
+        assert fast_result[key] == full_result[key], key
+    assert 0 < full_result["mboundary_iou"] < 1 and np.isnan(fast_result["mboundary_iou"])
+
+
 def test_dice_matches_torchmetrics_f1(batch) -> None:
     logits, targets = batch
     result = segmentation_metrics(logits, targets, CLASSES)

@@ -74,7 +74,8 @@ def test_list_models_filters_by_task(private_registry):
     assert set(list_models("classify")) == CLASSIFIERS
     everything = list_models()
     assert everything == sorted(everything)
-    assert set(everything) == CLASSIFIERS | detectors | {"dummy-detector"}
+    segmenters = set(list_models("segment"))
+    assert set(everything) == CLASSIFIERS | detectors | segmenters | {"dummy-detector"}
     assert list_models("no-such-task") == []
 
 

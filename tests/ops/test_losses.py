@@ -8,9 +8,10 @@ import pytest
 import torch
 import torchvision.ops
 
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, DataError
 from visionkit.ops.losses import (
     ciou_loss,
+    dice_loss,
     diou_loss,
     giou_loss,
     sigmoid_focal_loss,
@@ -204,3 +205,63 @@ def test_varifocal_loss_is_differentiable() -> None:
 def test_losses_refuse_unknown_reduction(call) -> None:
     with pytest.raises(ConfigError, match="field 'reduction': unknown reduction 'avg'"):
         call("avg")
+
+
+def _logits_of(probs: list[list[float]]) -> torch.Tensor:
+    """Logits ``[1, C, 1, N]`` whose softmax over ``C`` is ``probs`` (``[N][C]``)."""
+    return torch.tensor(probs, dtype=torch.float64).log().T[None, :, None, :]
+
+
+def test_dice_loss_by_hand_leaves_ignored_pixels_out() -> None:
+    # pixel 1: p = (0.75, 0.25), target 0; pixel 2: (0.5, 0.5), target 1; pixel 3 ignored.
+    logits = _logits_of([[0.75, 0.25], [0.5, 0.5], [0.9, 0.1]]).requires_grad_()
+    targets = torch.tensor([[[0, 1, 255]]])
+    # class 0: 2 * 0.75 / (1.25 + 1) = 2/3; class 1: 2 * 0.5 / (0.75 + 1) = 4/7
+    expected = 1 - (2 / 3 + 4 / 7) / 2
+    loss = dice_loss(logits, targets)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    loss.backward()
+    assert logits.grad[..., 2].abs().max() == 0  # the ignored pixel gets no gradient
+    assert logits.grad[..., :2].abs().min() > 0
+    other = _logits_of([[0.75, 0.25], [0.5, 0.5], [0.01, 0.99]])
+    assert dice_loss(other, targets).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_dice_loss_averages_over_the_classes_present_only() -> None:
+    # class 2 is in no target: its probability mass only shrinks the others' intersection.
+    logits = _logits_of([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]])
+    targets = torch.tensor([[[0, 1]]])
+    per_class = 2 * 0.5 / (0.75 + 1)  # both classes alike
+    assert dice_loss(logits, targets).item() == pytest.approx(1 - per_class, abs=1e-6)
+
+
+def test_dice_loss_sums_over_the_whole_batch() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 5, 6, generator=generator)
+    targets = torch.randint(0, 4, (2, 5, 6), generator=generator)
+    targets[0, 0, :3] = 255
+    side_by_side = torch.cat(list(logits), dim=-1)[None]  # one image [1, 4, 5, 12]
+    joined = torch.cat(list(targets), dim=-1)[None]
+    assert dice_loss(logits, targets).item() == pytest.approx(
+        dice_loss(side_by_side, joined).item(), abs=1e-6
+    )
+
+
+def test_dice_loss_is_zero_for_a_confident_right_answer_and_for_no_valid_pixel() -> None:
+    targets = torch.tensor([[[0, 1], [2, 2]]])
+    logits = 50.0 * torch.nn.functional.one_hot(targets, 3).permute(0, 3, 1, 2).float()
+    assert dice_loss(logits, targets).item() == pytest.approx(0.0, abs=1e-6)
+    wrong = 50.0 * torch.nn.functional.one_hot((targets + 1) % 3, 3).permute(0, 3, 1, 2).float()
+    assert dice_loss(wrong, targets).item() == pytest.approx(1.0, abs=1e-6)
+    unlabelled = torch.randn(1, 3, 2, 2, requires_grad=True)
+    loss = dice_loss(unlabelled, torch.full((1, 2, 2), 255))
+    loss.backward()
+    assert loss.item() == 0 and unlabelled.grad.abs().max() == 0
+
+
+def test_dice_loss_refuses_labels_out_of_range_and_unfit_shapes() -> None:
+    logits = torch.zeros(1, 3, 2, 2)
+    with pytest.raises(DataError, match=r"target values \[3, 7\] are outside 0..2"):
+        dice_loss(logits, torch.tensor([[[0, 3], [7, 255]]]))
+    with pytest.raises(ConfigError, match="field 'targets'"):
+        dice_loss(logits, torch.zeros(1, 2, 3, dtype=torch.int64))

@@ -5,6 +5,6 @@ them.
 """
 
 from visionkit.api._model import TASKS, Model
-from visionkit.api._results import ClassificationResult, DetectionResult
+from visionkit.api._results import ClassificationResult, DetectionResult, SegmentationResult
 
-__all__ = ["TASKS", "ClassificationResult", "DetectionResult", "Model"]
+__all__ = ["TASKS", "ClassificationResult", "DetectionResult", "Model", "SegmentationResult"]

@@ -3,7 +3,10 @@
 Every step wires the layers below (registry, datasets, transforms and mosaic, the trainer
 with :class:`~visionkit.train.detect.DetectionTask`, the COCO evaluator, the plots). The
 final validation of a run scores predictions in each image's original pixels against the
-dataset's own annotations, so its numbers are pycocotools' on the same files.
+dataset's own annotations, so its numbers are pycocotools' on the same files. An instance
+segmenter (:attr:`~visionkit.models.detect.Detector.makes_masks`) trains on the dataset's
+instance masks and is scored on its masks too (``segm_map``...), with COCO RLEs in its
+``predictions.json`` and masks in its predictions.
 """
 
 from __future__ import annotations
@@ -30,18 +33,27 @@ from visionkit.data.images import read_image
 from visionkit.data.mosaic import Mosaic
 from visionkit.data.records import Catalog
 from visionkit.data.transforms import (
+    SCALE_RANGE,
     detection_image_transform,
     detection_transforms,
     eval_scale,
 )
-from visionkit.errors import ConfigError, WeightsError
+from visionkit.errors import ConfigError, DataError, WeightsError
 from visionkit.metrics.detection import DetectionConfusionMatrix, DetectionEvaluator
 from visionkit.models import Detector, ModelConfig, read_state_file
 from visionkit.models.weights import apply_state_dict
 from visionkit.structures import Detections
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
 from visionkit.train._task import Callback
-from visionkit.train.detect import CONFUSION_CONF, EVAL_CONF, DetectionTask, to_device
+from visionkit.train.detect import (
+    CONFUSION_CONF,
+    EVAL_CONF,
+    DetectionTask,
+    coco_result_area,
+    masks_in_original,
+    segm_metrics,
+    to_device,
+)
 from visionkit.train.distributed import (
     broadcast_from_main,
     init_distributed,
@@ -91,6 +103,9 @@ def fit(
     imgsz: int | None = None,
     mosaic: float | None = None,
     close_mosaic: int = 2,
+    flip: float = 0.5,
+    scale: tuple[float, float] = SCALE_RANGE,
+    colour: bool = True,
     project: str | Path = "runs",
     name: str = "train",
     exist_ok: bool = False,
@@ -108,8 +123,11 @@ def fit(
         epochs, batch: Passes over the data; images per step.
         imgsz: Square input side in pixels; the model's own size when None.
         mosaic: Probability of a mosaic sample; None uses the model family's default (on
-            for ``yolo``, off otherwise).
+            for ``yolo``, off otherwise, instance segmenters included).
         close_mosaic: Final epochs trained without mosaic.
+        flip, scale, colour: Training augmentation of whole images (see
+            :func:`~visionkit.data.transforms.detection_transforms`); minutes-long runs on
+            a CPU learn more with ``scale=(1, 1), colour=False, mosaic=0``.
         project, name, exist_ok: The run folder (``name2``... when taken).
         resume: Continue the run ``name`` from its ``weights/last.pt``.
         **settings: Any :class:`~visionkit.train.TrainConfig` field (``lr``,
@@ -120,6 +138,8 @@ def fit(
 
     Raises:
         ConfigError: A trained model's classes differ from the dataset's.
+        DataError: The model makes masks and an object of either split has no
+            segmentation (the message names the file and the record), before any training.
     """
     config = TrainConfig.from_dict({"epochs": epochs, "batch": batch, **settings})
     context = init_distributed()  # under torchrun: one dataset render, one run folder
@@ -129,9 +149,15 @@ def fit(
     seed_everything(config.seed)  # the new network's initial weights too
     network = model._network(imgsz, num_classes=len(train_set.names))
     check_classes(network.config, train_set)
+    masks = network.makes_masks
+    for dataset in (train_set, val_set):
+        if masks:
+            _require_segmentations(dataset, network.config.name)
+        dataset.with_masks = masks  # decoding masks that nothing reads would only cost time
     network.config = dataclasses.replace(network.config, names=tuple(train_set.names))
     size = network.config.image_size
-    train_set.transforms = detection_transforms(True, size)
+    augment = {"flip": flip, "scale": tuple(scale), "colour": colour}
+    train_set.transforms = detection_transforms(True, size, **augment)
     val_set.transforms = detection_transforms(False, size)
     p = float(network.uses_mosaic) if mosaic is None else mosaic
     callbacks: list[Callback] = []
@@ -144,8 +170,8 @@ def fit(
         raise WeightsError("no run to resume: the checkpoint does not exist", file=last)
     run_dir = new_run_dir(project, "detect", name, exist_ok=exist_ok or resume)
     args = {"data": str(data), "model": network.config.name, "mosaic": p}
-    args["close_mosaic"] = close_mosaic
-    task = DetectionTask(network.num_classes, imgsz=size)
+    args |= {"close_mosaic": close_mosaic, **augment}
+    task = DetectionTask(network.num_classes, imgsz=size, masks=masks)
     result = Trainer(
         network, task, training, val_set, config, run_dir,
         args=args, callbacks=callbacks, resume=resume,
@@ -173,16 +199,28 @@ def validate(
 ) -> dict[str, Any]:
     """COCO metrics of ``model`` on one split, in the images' original pixels.
 
+    A model that makes masks, on a dataset with segmentations, is scored on its masks too:
+    ``segm_map``, ``segm_map_50``... beside the box metrics (see
+    :func:`~visionkit.train.detect.segm_metrics`), its masks thresholded at 0.5 in the
+    images' original pixels against the annotations' own segmentations.
+
     With ``save_dir``, also writes ``predictions.json`` (COCO results with the dataset's
-    image and category ids), ``val_metrics.json``, ``pr_curve.png``, ``confusion_matrix.png`` and
-    ``val_predictions.png`` (the first :data:`PREVIEW_IMAGES` images with their
-    detections above :data:`~visionkit.train.detect.CONFUSION_CONF`).
+    image and category ids, and ``segmentation`` RLEs for masks), ``val_metrics.json``,
+    ``pr_curve.png``, ``confusion_matrix.png`` and ``val_predictions.png`` (the first
+    :data:`PREVIEW_IMAGES` images with their detections above
+    :data:`~visionkit.train.detect.CONFUSION_CONF`).
 
     Raises:
         ConfigError: The dataset's classes differ from the model's.
+        DataError: The model makes masks and only some objects have a segmentation.
     """
     dataset = load_dataset(dataset_path(data, project=project), "detect", split)
     check_classes(model.config, dataset)
+    segmented = any(a.segmentation for record in dataset.catalog for a in record.annotations)
+    masks = model.makes_masks and segmented
+    if masks:
+        _require_segmentations(dataset, model.config.name)
+    dataset.with_masks = False  # the truth is the catalog's (see _score), not the targets'
     imgsz = model.config.image_size
     dataset.transforms = detection_transforms(False, imgsz)
     target = select_device(device)
@@ -198,7 +236,7 @@ def validate(
                     found.append(_in_original_pixels(out, truth["orig_size"], imgsz))
     finally:
         model.set_thresholds(conf=kept.conf, iou=kept.iou, max_det=kept.max_det)
-    metrics, evaluator, confusion = _score(found, dataset.catalog, model.num_classes)
+    metrics, evaluator, confusion = _score(found, dataset.catalog, model.num_classes, masks)
     if save_dir is not None:
         _save_outputs(Path(save_dir), found, dataset, evaluator, confusion, metrics)
     return metrics
@@ -215,7 +253,7 @@ def predict(
     max_det: int = 300,
 ) -> list[DetectionResult]:
     """Detections in every image (or video frame) of ``source``, in order, in the images'
-    own pixels."""
+    own pixels (with ``bool`` masks of those pixels for a model that makes masks)."""
     config, target = model.config, select_device(device)
     names = config.names or tuple(str(i) for i in range(config.num_classes))
     pipeline = detection_image_transform(config.image_size)
@@ -255,21 +293,50 @@ def check_classes(config: ModelConfig, dataset: DetectionDataset) -> None:
         )
 
 
+def _require_segmentations(dataset: DetectionDataset, model_name: str) -> None:
+    """Refuse a split with an object that has no segmentation: a model that makes masks
+    learns and is scored on every object's mask.
+
+    Raises:
+        DataError: Naming the dataset file and the first such image and annotation.
+    """
+    for record in dataset.catalog:
+        for annotation in record.annotations:
+            if not annotation.segmentation:  # None, or the empty list of box-only COCO files
+                raise DataError(
+                    f"{model_name} segments instances and needs a segmentation for every "
+                    "object; this one has none (use a dataset with instance masks, e.g. COCO "
+                    "'segmentation' or YOLO segment labels, or a box-only detector)",
+                    file=dataset.catalog.source,
+                    record=f"image {record.id}, annotation {annotation.id}",
+                    field="segmentation",
+                )
+
+
 def _in_original_pixels(output: dict[str, Any], size: tuple[int, int], imgsz: int) -> Detections:
-    """A detector's output on an evaluation-pipeline image, mapped back to the image as read."""
+    """A detector's output on an evaluation-pipeline image, mapped back to the image as read
+    (masks too, thresholded: :func:`~visionkit.train.detect.masks_in_original`)."""
     height, width = size
     sy, sx = eval_scale(height, width, imgsz)
     boxes = output["boxes"].detach().float().cpu() / torch.tensor([sx, sy, sx, sy])
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-    return Detections(boxes, output["scores"].detach().cpu(), output["labels"].detach().cpu())
+    masks = output.get("masks")
+    return Detections(
+        boxes,
+        output["scores"].detach().cpu(),
+        output["labels"].detach().cpu(),
+        masks=None if masks is None else masks_in_original(masks, (height, width), imgsz),
+    )
 
 
 def _score(
-    found: list[Detections], catalog: Catalog, num_classes: int
+    found: list[Detections], catalog: Catalog, num_classes: int, masks: bool
 ) -> tuple[dict[str, Any], DetectionEvaluator, DetectionConfusionMatrix]:
-    """COCO metrics and the confusion matrix of detections against the catalog's own boxes."""
+    """COCO metrics and the confusion matrix of detections against the catalog's own boxes
+    (with ``masks``, also the ``segm`` metrics against its segmentations)."""
     evaluator = DetectionEvaluator()
+    segm = DetectionEvaluator(iou_type="segm") if masks else None
     confusion = DetectionConfusionMatrix(num_classes, conf=CONFUSION_CONF)
     index = catalog.class_index
     for dets, record in zip(found, catalog.images, strict=True):
@@ -283,7 +350,13 @@ def _score(
         }
         evaluator.update([{**dets.to_torchvision(), "image_id": record.id}], [truth])
         confusion.update(dets.boxes, dets.scores, dets.labels, truth["boxes"], truth["labels"])
+        if segm is not None:  # polygons are drawn at the size of the image as read
+            shapes = {"masks": [a.segmentation for a in anns], "size": tuple(dets.masks.shape[1:])}
+            areas = {"area": coco_result_area(dets.boxes), "image_id": record.id}
+            segm.update([{**dets.to_torchvision(), **areas}], [truth | shapes])
     metrics = evaluator.compute()
+    if segm is not None:
+        metrics |= segm_metrics(segm.compute())
     metrics["confusion_matrix"] = confusion.matrix.tolist()
     return metrics, evaluator, confusion
 
@@ -325,9 +398,13 @@ def _save_outputs(
         image = read_image(catalog.image_path(catalog.images[i]))
         dets = found[i][found[i].scores >= CONFUSION_CONF]
         tiles.append(
-            draw_detections(image, dets.boxes, dets.labels, names=names, scores=dets.scores)
+            draw_detections(
+                image, dets.boxes, dets.labels, names=names, scores=dets.scores, masks=dets.masks
+            )
         )
     if tiles:
         save_image(make_grid(tiles), out / "val_predictions.png")
-    print(f"validation: mAP50-95 {metrics['map']:.4f}, mAP50 {metrics['map_50']:.4f}; "
-          f"plots and predictions.json in {out}")  # fmt: skip
+    line = f"validation: mAP50-95 {metrics['map']:.4f}, mAP50 {metrics['map_50']:.4f}"
+    if "segm_map" in metrics:
+        line += f", masks: mAP50-95 {metrics['segm_map']:.4f}, mAP50 {metrics['segm_map_50']:.4f}"
+    print(f"{line}; plots and predictions.json in {out}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from visionkit.errors import ConfigError
 
-TASKS = ("classify", "detect")
+TASKS = ("classify", "detect", "segment")
 """Tasks that :class:`Model` serves."""
 
 _CHECKPOINT_SUFFIXES = {".pt", ".pth"}
@@ -25,7 +25,8 @@ class Model:
     Args:
         model: A registry name (``visionkit models`` lists them) or a checkpoint written by
             training (``runs/classify/train/weights/best.pt``).
-        task: What the model does; ``"classify"``.
+        task: What the model does: ``"classify"``, ``"detect"`` or ``"segment"``; the
+            registry entry's or the checkpoint's own when None.
         weights: For a registry name: ``None`` (random init), a torchvision weights name
             (``"DEFAULT"``, ``"IMAGENET1K_V1"``), ``"hf:<repo-id>"`` or a local file.
         **options: Builder options of the registry entry (``width``, ``drop_rate``...).
@@ -73,15 +74,16 @@ class Model:
         The keys are the task's (the CLI's ``visionkit <task> train`` lists them):
         classification takes those of :func:`visionkit.api._classify.fit` (``strategy``,
         ``teacher``, augmentation...), detection those of :func:`visionkit.api._detect.fit`
-        (``mosaic``, ``close_mosaic``...). Both take ``epochs``, ``batch``, ``imgsz``,
-        ``project``, ``name``, ``exist_ok``, ``resume`` and any
+        (``mosaic``, ``close_mosaic``, augmentation...), segmentation those of
+        :func:`visionkit.api._segment.fit` (``loss``, augmentation). All take ``epochs``,
+        ``batch``, ``imgsz``, ``project``, ``name``, ``exist_ok``, ``resume`` and any
         :class:`~visionkit.train.TrainConfig` field (``lr``, ``optimizer``, ``seed``,
         ``device``...).
 
         Args:
             data: A dataset file or folder with ``train`` and ``val`` splits, or a
                 synthetic name (``"shapes-shortcut"`` for classification, ``"shapes"`` for
-                detection).
+                detection and segmentation).
 
         Returns:
             The :class:`~visionkit.train.TrainResult`; the model then holds the best weights.
@@ -100,7 +102,9 @@ class Model:
     ) -> dict[str, Any]:
         """Metrics of the model on one split of ``data`` (``accuracy_top1``, ``f1_macro``...
         for classification; COCO's ``map``, ``map_50``... for detection, which also takes
-        ``iou``, ``max_det`` and ``save_dir`` for plots and ``predictions.json``)."""
+        ``iou``, ``max_det`` and ``save_dir`` for plots and ``predictions.json``; ``miou``,
+        ``pixel_accuracy``, ``mboundary_iou``... for segmentation, which also takes
+        ``save_dir`` for plots and the per-class IoU table)."""
         return self._backend().validate(
             self._network(None), data=data, split=split, batch=batch, device=device,
             project=project, **options,
@@ -110,9 +114,10 @@ class Model:
         self, source: Any, *, batch: int = 32, device: str = "auto", **options: Any
     ) -> list[Any]:
         """One result per image of ``source`` (a file, folder, glob, video, RGB array, or a
-        list of them), in order: :class:`~visionkit.api.ClassificationResult` or
-        :class:`~visionkit.api.DetectionResult`. Detection also takes ``conf`` (0.25),
-        ``iou`` and ``max_det`` (300)."""
+        list of them), in order: :class:`~visionkit.api.ClassificationResult`,
+        :class:`~visionkit.api.DetectionResult` or :class:`~visionkit.api.SegmentationResult`.
+        Detection also takes ``conf`` (0.25), ``iou`` and ``max_det`` (300); segmentation
+        ``probs``, ``save`` and ``out`` (see :func:`visionkit.api._segment.predict`)."""
         return self._backend().predict(
             self._network(None), source, batch=batch, device=device, **options
         )

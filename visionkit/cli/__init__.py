@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from visionkit import __version__
-from visionkit.cli import classify, data, demo, detect, system, track
+from visionkit.cli import classify, data, demo, detect, segment, system, track
 from visionkit.cli._parsing import OneLineParser, to_flags
 from visionkit.errors import VisionKitError
 
-_GROUPS = (classify, detect, track, data, system, demo)
+_GROUPS = (classify, detect, segment, track, data, system, demo)
 
 
 def build_parser() -> OneLineParser:

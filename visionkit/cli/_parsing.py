@@ -54,6 +54,15 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def parse_pair(text: str) -> tuple[float, float]:
+    """Parse ``"0.5,1"`` into ``(0.5, 1.0)``."""
+    low, _, high = text.partition(",")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.5,1 got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class Option:
     """One ``key=value`` option of a subcommand.

@@ -11,18 +11,8 @@ import os
 from pathlib import Path
 
 from visionkit.cli._options import BATCH, DEVICE, JSON, MODEL, RUN, SETTINGS, WEIGHTS
-from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
+from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool, parse_pair
 from visionkit.cli._tables import format_table, to_json
-
-
-def _pair(text: str) -> tuple[float, float]:
-    """``"0.5,1"`` -> ``(0.5, 1.0)``."""
-    low, _, high = text.partition(",")
-    try:
-        return float(low), float(high)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.5,1 got {text!r}") from None
-
 
 _TRAIN = [
     Option("data", "image folder, dataset file or synthetic name (shapes-shortcut)", required=True),
@@ -35,7 +25,7 @@ _TRAIN = [
     Option("alpha", "weight of the distillation term", float),
     Option("tau", "soft distillation temperature", float),
     Option("flip", "horizontal flip probability", float),
-    Option("crop_scale", "random crop area range, e.g. 0.5,1", _pair),
+    Option("crop_scale", "random crop area range, e.g. 0.5,1", parse_pair),
     Option("colour", "colour jitter (true/false)", parse_bool),
     Option("cache", "linear strategy: train the head on features extracted once", parse_bool),
     *SETTINGS,

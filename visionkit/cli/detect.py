@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from visionkit.cli._options import BATCH, DEVICE, JSON, MODEL, RUN, SETTINGS, WEIGHTS
-from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
+from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool, parse_pair
 from visionkit.cli._tables import format_table, to_json
 from visionkit.errors import ConfigError
 
@@ -41,6 +41,9 @@ _TRAIN = [
     *RUN,
     Option("mosaic", "probability of a mosaic sample (default: on for yolo)", float),
     Option("close_mosaic", "final epochs trained without mosaic", int),
+    Option("flip", "horizontal flip probability", float),
+    Option("scale", "random rescale range, e.g. 0.5,1.5 (1,1: none)", parse_pair),
+    Option("colour", "colour jitter (true/false)", parse_bool),
     *SETTINGS,
 ]
 
@@ -139,9 +142,11 @@ def _val(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(to_json(result))
         return 0
-    if "map" in result:
-        print(format_table(["metric", "value"], [(line, result[k]) for k, line in _COCO_SUMMARY]))
-        print()
+    for prefix, what in (("", "metric"), ("segm_", "mask metric")):  # segm_: Mask R-CNN's
+        if f"{prefix}map" in result:
+            rows = [(line, result[prefix + key]) for key, line in _COCO_SUMMARY]
+            print(format_table([what, "value"], rows))
+            print()
     print(format_table(*_per_class_rows(result)))
     return 0
 
@@ -181,10 +186,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _per_class_rows(result: dict) -> tuple[list[str], list[list]]:
-    """Headers and one row per category: its id, AP and (COCO) AR@100."""
+    """Headers and one row per category: its id, AP and (COCO) AR@100, and mask AP for an
+    instance segmenter's results."""
     columns = {"AP@[.5:.95]": "map_per_class", "AR@100": "mar_100_per_class"}
     if "map" not in result:
         columns = {"AP50": "map_per_class"}
+    if "segm_map_per_class" in result:
+        columns["mask AP@[.5:.95]"] = "segm_map_per_class"
     rows = [
         [category, *(result[key][i] for key in columns.values())]
         for i, category in enumerate(result["classes"])

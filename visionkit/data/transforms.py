@@ -86,19 +86,32 @@ class PadBottomRight(v2.Transform):
         return tvf.pad(inpt, padding=params["padding"], fill=fill)
 
 
-def detection_transforms(train: bool, imgsz: int) -> v2.Compose:
+def detection_transforms(
+    train: bool,
+    imgsz: int,
+    *,
+    flip: float = 0.5,
+    scale: tuple[float, float] = SCALE_RANGE,
+    colour: bool = True,
+) -> v2.Compose:
     """Detection pipeline for :class:`~visionkit.data.datasets.DetectionDataset` samples.
 
-    Train: horizontal flip, scale jitter (:data:`SCALE_RANGE`), colour jitter, then crop or
-    pad to ``imgsz`` x ``imgsz``. Eval: longer side resized to ``imgsz``, bottom and right
-    padded to ``imgsz`` x ``imgsz``. Both end with ``SanitizeBoundingBoxes`` (boxes that
-    became smaller than 1 px are dropped with their labels, masks and crowd flags) and a
-    conversion of the image to ``float32`` in 0-1. There is no mean/std normalisation:
+    Train: horizontal flip, scale jitter (:data:`SCALE_RANGE` by default), colour jitter,
+    then crop or pad to ``imgsz`` x ``imgsz``. Short training runs learn more from lighter
+    augmentation (``scale=(1, 1), colour=False``); long ones generalise better with it.
+
+    Eval: longer side resized to ``imgsz``, bottom and right padded to ``imgsz`` x ``imgsz``.
+    Both end with ``SanitizeBoundingBoxes`` (boxes that became smaller than 1 px are dropped
+    with their labels, masks and crowd flags) and a conversion of the image to ``float32``
+    in 0-1. There is no mean/std normalisation:
     torchvision detectors normalise inside the model.
 
     Args:
         train: Random augmentation (True) or deterministic evaluation (False).
         imgsz: Side of the square output image in pixels.
+        flip: Probability of a horizontal flip (train only).
+        scale: Range of the random rescale factor after fitting ``imgsz`` (train only).
+        colour: Jitter brightness, contrast, saturation and hue (train only).
 
     Returns:
         A callable ``(image, target) -> (image, target)``; ``image`` becomes ``float32``
@@ -107,7 +120,7 @@ def detection_transforms(train: bool, imgsz: int) -> v2.Compose:
     Example:
         >>> image, target = detection_transforms(True, 640)(image, target)  # doctest: +SKIP
     """
-    steps = _train_geometry(imgsz, 0) if train else _eval_geometry(imgsz, 0)
+    steps = _train_geometry(imgsz, 0, flip, scale, colour) if train else _eval_geometry(imgsz, 0)
     return v2.Compose(
         [
             v2.ToImage(),
@@ -151,23 +164,38 @@ def eval_scale(height: int, width: int, imgsz: int) -> tuple[float, float]:
     return new_height / height, new_width / width
 
 
-def segmentation_transforms(train: bool, imgsz: int) -> v2.Compose:
+def segmentation_transforms(
+    train: bool,
+    imgsz: int,
+    *,
+    flip: float = 0.5,
+    scale: tuple[float, float] = SCALE_RANGE,
+    colour: bool = True,
+) -> v2.Compose:
     """Segmentation pipeline for :class:`~visionkit.data.datasets.SegmentationDataset` samples.
 
-    The geometry of :func:`detection_transforms`; padded mask pixels get
-    :data:`~visionkit.data.records.IGNORE_INDEX` so they count in no loss. The image is
-    normalised with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`, as torchvision's
-    segmentation models expect.
+    The geometry of :func:`detection_transforms`, with the same augmentation options;
+    padded mask pixels get :data:`~visionkit.data.records.IGNORE_INDEX` so they count in no
+    loss. The image is normalised with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`, as
+    torchvision's segmentation models expect. Minutes-long runs from scratch learn more
+    with flips only (``scale=(1, 1), colour=False``); scale and colour jitter pay off in
+    longer ones.
 
     Args:
         train: Random augmentation (True) or deterministic evaluation (False).
         imgsz: Side of the square output in pixels.
+        flip: Probability of a horizontal flip (train only).
+        scale: Range of the random rescale factor after fitting ``imgsz`` (train only).
+        colour: Jitter brightness, contrast, saturation and hue (train only).
 
     Returns:
         A callable ``(image, mask) -> (image, mask)``: ``float32`` ``[3, imgsz, imgsz]``
         and a mask ``[imgsz, imgsz]`` of the input's dtype.
     """
-    steps = _train_geometry(imgsz, IGNORE_INDEX) if train else _eval_geometry(imgsz, IGNORE_INDEX)
+    if train:
+        steps = _train_geometry(imgsz, IGNORE_INDEX, flip, scale, colour)
+    else:
+        steps = _eval_geometry(imgsz, IGNORE_INDEX)
     return v2.Compose([v2.ToImage(), *steps, *_to_normalised_float()])
 
 
@@ -213,12 +241,14 @@ def _colour_jitter() -> v2.ColorJitter:
     return v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.02)
 
 
-def _train_geometry(imgsz: int, mask_fill: int) -> list[v2.Transform]:
+def _train_geometry(
+    imgsz: int, mask_fill: int, flip: float, scale: tuple[float, float], colour: bool
+) -> list[v2.Transform]:
     """Flip, large-scale jitter, colour jitter, then crop or pad to ``imgsz`` x ``imgsz``."""
     return [
-        v2.RandomHorizontalFlip(),
-        v2.ScaleJitter(target_size=(imgsz, imgsz), scale_range=SCALE_RANGE),
-        _colour_jitter(),
+        v2.RandomHorizontalFlip(flip),
+        v2.ScaleJitter(target_size=(imgsz, imgsz), scale_range=scale),
+        *([_colour_jitter()] if colour else []),
         v2.RandomCrop(
             imgsz, pad_if_needed=True, fill={tv_tensors.Mask: mask_fill, "others": PAD_VALUE}
         ),

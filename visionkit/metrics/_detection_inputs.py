@@ -64,7 +64,8 @@ def read_image(pred: Any, target: Any, position: int, iou_type: str) -> ImageRec
     """Check one (prediction, target) pair and return it as an :class:`ImageRecord`.
 
     Args:
-        pred: ``boxes [N, 4]`` xyxy, ``scores [N]``, ``labels [N]``; ``masks`` for ``segm``.
+        pred: ``boxes [N, 4]`` xyxy, ``scores [N]``, ``labels [N]``; ``masks`` for ``segm``;
+            optional ``area [N]`` (default: box area, or mask area for ``segm``).
         target: ``boxes [M, 4]`` xyxy (optional for ``segm``), ``labels [M]``; optional
             ``iscrowd``, ``area``, ``difficult`` ``[M]``, ``image_id``, ``masks`` (needed
             for ``segm``) and ``size`` ``(height, width)`` (needed for polygon masks).
@@ -89,7 +90,7 @@ def read_image(pred: Any, target: Any, position: int, iou_type: str) -> ImageRec
         pred_boxes=pred_boxes,
         pred_scores=preds.vector("scores", len(pred_labels)),
         pred_labels=pred_labels,
-        pred_areas=_areas(pred_boxes, pred_masks),
+        pred_areas=preds.vector("area", len(pred_labels), default=_areas(pred_boxes, pred_masks)),
         gt_boxes=gt_boxes,
         gt_labels=gt_labels,
         gt_crowd=truth.flags("iscrowd", len(gt_labels)),

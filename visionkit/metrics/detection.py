@@ -84,13 +84,17 @@ class DetectionEvaluator:
             beyond the last are not evaluated; ``mar_<n>`` is reported for each.
 
     ``update(preds, targets)`` takes one element per image. A prediction has ``boxes [N, 4]``
-    (``xyxy`` absolute pixels), ``scores [N]``, ``labels [N]`` (category ids) and, for
-    ``segm``, ``masks`` (``[N, H, W]`` binary, or N COCO RLE dicts). A target has ``boxes
-    [M, 4]`` and ``labels [M]``, optionally ``iscrowd [M]``, ``area [M]`` (default: box
-    area, or mask area for ``segm``, as torchmetrics), ``difficult [M]`` (VOC), ``masks``
-    (binary, or COCO RLE / polygon segmentations with ``size`` ``(height, width)`` for
-    polygons) and ``image_id``. Images without ``image_id`` are numbered in arrival order
-    (after the largest given id). Categories are the union of the labels seen.
+    (``xyxy`` absolute pixels), ``scores [N]``, ``labels [N]`` (category ids), for
+    ``segm`` ``masks`` (``[N, H, W]`` binary, or N COCO RLE dicts), and optionally
+    ``area [N]``, which decides whether an unmatched detection counts in an area range
+    (default: box area, or mask area for ``segm``, as torchmetrics; pycocotools gives the
+    detections of a results file that carry a ``bbox`` its ``w * h``, masks or not). A
+    target has ``boxes [M, 4]`` and ``labels [M]``, optionally ``iscrowd [M]``, ``area
+    [M]`` (default: box area, or mask area for ``segm``, as torchmetrics), ``difficult [M]``
+    (VOC), ``masks`` (binary, or COCO RLE / polygon segmentations with ``size``
+    ``(height, width)`` for polygons) and ``image_id``. Images without ``image_id`` are
+    numbered in arrival order (after the largest given id). Categories are the union of the
+    labels seen.
 
     ``compute()`` evaluates everything received since the last ``reset()``; under an
     initialised ``torch.distributed`` group of two or more processes it gathers every

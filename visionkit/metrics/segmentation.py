@@ -45,7 +45,8 @@ class SegmentationMetrics:
         num_classes: Number of classes ``C``; labels are ``0 .. C-1``.
         ignore_index: Target value of unlabelled pixels (not a class id), or None.
         boundary_dilation: Boundary width as a fraction of the image diagonal (0.02 as in
-            the Boundary IoU paper); at least one pixel.
+            the Boundary IoU paper); at least one pixel. None skips Boundary IoU (its
+            values are then NaN), which makes :meth:`update` several times faster.
 
     Example:
         >>> metrics = SegmentationMetrics(2)
@@ -56,7 +57,11 @@ class SegmentationMetrics:
     """
 
     def __init__(
-        self, num_classes: int, *, ignore_index: int | None = 255, boundary_dilation: float = 0.02
+        self,
+        num_classes: int,
+        *,
+        ignore_index: int | None = 255,
+        boundary_dilation: float | None = 0.02,
     ) -> None:
         if num_classes < 1:
             raise ConfigError(f"must be at least 1, got {num_classes}", field="num_classes")
@@ -65,7 +70,7 @@ class SegmentationMetrics:
                 f"{ignore_index} is a class id; use a value outside [0, {num_classes})",
                 field="ignore_index",
             )
-        if not boundary_dilation >= 0:
+        if boundary_dilation is not None and not boundary_dilation >= 0:
             raise ConfigError(f"must be >= 0, got {boundary_dilation}", field="boundary_dilation")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -112,10 +117,11 @@ class SegmentationMetrics:
             else targets != self.ignore_index
         )
         self._confusion += _confusion_matrix(targets[valid], preds[valid], self.num_classes)
-        width = boundary_width(targets.shape[1], targets.shape[2], self.boundary_dilation)
-        intersection, union = _boundary_counts(preds, targets, valid, self.num_classes, width)
-        self._boundary_intersection += intersection
-        self._boundary_union += union
+        if self.boundary_dilation is not None:
+            width = boundary_width(targets.shape[1], targets.shape[2], self.boundary_dilation)
+            intersection, union = _boundary_counts(preds, targets, valid, self.num_classes, width)
+            self._boundary_intersection += intersection
+            self._boundary_union += union
         self._images += len(targets)
 
     def _pred_labels(self, preds: np.ndarray, target_shape: tuple[int, ...]) -> np.ndarray:

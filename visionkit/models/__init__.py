@@ -8,7 +8,7 @@ them all::
     model = create_model("resnet18", num_classes=10, weights="DEFAULT")
 """
 
-from visionkit.models import classify, detect
+from visionkit.models import classify, detect, foundation, segment
 from visionkit.models._config import ModelConfig
 from visionkit.models.classify import ImageClassifier
 from visionkit.models.detect import Detector, Thresholds
@@ -19,6 +19,7 @@ from visionkit.models.registry import (
     model_info,
     register_model,
 )
+from visionkit.models.segment import SemanticSegmenter
 from visionkit.models.weights import load_weights, read_state_file
 
 __all__ = [
@@ -29,10 +30,13 @@ __all__ = [
     "Thresholds",
     "classify",
     "detect",
+    "foundation",
     "create_model",
     "list_models",
     "model_info",
     "load_weights",
     "read_state_file",
     "register_model",
+    "segment",
+    "SemanticSegmenter",
 ]

@@ -1,4 +1,5 @@
-"""Detection losses: focal and varifocal classification losses, GIoU/DIoU/CIoU box losses.
+"""Losses: focal and varifocal classification losses, GIoU/DIoU/CIoU box losses, and the
+soft Dice loss of semantic segmentation.
 
 They live in ``ops`` because a detector computes its loss inside ``forward`` in train
 mode (torchvision's contract), so the models must be able to import them;
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, DataError
 from visionkit.ops.boxes import (
     paired_complete_box_iou,
     paired_distance_box_iou,
@@ -181,6 +182,71 @@ def ciou_loss(
     """
     _check_reduction(reduction)
     return _reduce(1 - paired_complete_box_iou(boxes1, boxes2, eps), reduction)
+
+
+def dice_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int | None = 255,
+    eps: float = 1e-7,
+) -> torch.Tensor:
+    """Soft multi-class Dice loss on softmax probabilities (Milletari et al., "V-Net", 2016).
+
+    With ``p = softmax(logits)`` over the class dimension and ``t`` the one-hot targets,
+    per class ``c`` over every valid pixel of the batch:
+    ``dice_c = 2 * sum(p_c * t_c) / (sum(p_c) + sum(t_c))``, and the loss is
+    ``1 - mean(dice_c)`` over the classes present in the valid targets. Classes absent
+    from the batch are left out rather than counted as perfect (which would hide false
+    positives) or as zero (which would reward nothing); pixels whose target is
+    ``ignore_index`` count nowhere. The sums run over the whole batch, so a class with a
+    few pixels in one image weighs as much as a class that fills the others: Dice
+    balances classes by region, where cross-entropy weighs every pixel alike.
+
+    Args:
+        logits: ``[B, C, *]`` scores (e.g. ``[B, C, H, W]``); computed in float32.
+        targets: Integer ``[B, *]`` class indices in ``[0, C)`` or ``ignore_index``.
+        ignore_index: Target value of unlabelled pixels, or None.
+        eps: Added to each denominator against division by zero.
+
+    Returns:
+        A scalar in ``[0, 1]``; 0 (still in the graph) when no pixel is valid.
+
+    Raises:
+        ConfigError: Shapes that do not fit.
+        DataError: A target outside ``[0, C)`` that is not ``ignore_index`` (names it).
+
+    Example:
+        >>> logits = torch.tensor([[[[9.0, -9.0]], [[-9.0, 9.0]]]])  # [1, 2, 1, 2]
+        >>> dice_loss(logits, torch.tensor([[[0, 1]]])).abs() < 1e-4
+        tensor(True)
+    """
+    if logits.dim() < 2 or targets.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ConfigError(
+            f"targets must be [B, *] for logits [B, C, *] {list(logits.shape)}, "
+            f"got {list(targets.shape)}",
+            field="targets",
+        )
+    num_classes = logits.shape[1]
+    valid = torch.ones_like(targets, dtype=torch.bool)
+    if ignore_index is not None:
+        valid = targets != ignore_index
+    bad = valid & ((targets < 0) | (targets >= num_classes))
+    if bad.any():
+        values = sorted({int(v) for v in targets[bad].unique().tolist()})
+        raise DataError(
+            f"target values {values} are outside 0..{num_classes - 1} and not the ignore "
+            f"value {ignore_index}",
+            field="targets",
+        )
+    probs = logits.float().softmax(dim=1).movedim(1, -1)[valid]  # [N, C]
+    onehot = F.one_hot(targets[valid].long(), num_classes).to(probs.dtype)  # [N, C]
+    intersection = (probs * onehot).sum(dim=0)
+    total = probs.sum(dim=0) + onehot.sum(dim=0)
+    present = onehot.sum(dim=0) > 0
+    if not present.any():
+        return 0.0 * logits.sum()
+    dice = 2 * intersection[present] / (total[present] + eps)
+    return 1 - dice.mean()
 
 
 def _check_reduction(reduction: str) -> None:

@@ -84,6 +84,12 @@ class Detector(nn.Module):
         """``K``, the object classes (background not counted)."""
         return self.config.num_classes
 
+    @property
+    def makes_masks(self) -> bool:
+        """Whether this is an instance segmenter: its eval output has ``"masks"`` and its
+        training targets need them."""
+        return False
+
     def set_thresholds(
         self, conf: float | None = None, iou: float | None = None, max_det: int | None = None
     ) -> Thresholds:

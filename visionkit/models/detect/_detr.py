@@ -24,6 +24,14 @@ from torch import nn
 
 from visionkit.errors import ConfigError, WeightsError
 from visionkit.models._config import ModelConfig
+from visionkit.models._hf_config import (
+    architecture_overrides,
+    build_config,
+    changed_fields,
+    check_overrides,
+    label_names,
+    transformers_class,
+)
 from visionkit.models._hub import hf_from_pretrained
 from visionkit.models.detect._detr_adapter import DetectionTransformer, DetrDetector, RTDetrDetector
 from visionkit.models.registry import register_model
@@ -109,43 +117,6 @@ _SPECS = {
     ),
 }
 
-# Fields that describe labels or provenance, not the architecture.
-_NOT_ARCHITECTURE = {
-    "id2label",
-    "label2id",
-    "num_labels",
-    "transformers_version",
-    "architectures",
-    "_name_or_path",
-    "dtype",
-    "torch_dtype",
-    "model_type",
-}
-
-
-def _transformers(name: str) -> Any:
-    """The transformers class ``name`` (imported only when a model is built)."""
-    import transformers
-
-    return getattr(transformers, name)
-
-
-def _fields(spec: _Spec) -> set[str]:
-    """The architecture fields of the spec's config class (and their aliases)."""
-    config_class = _transformers(spec.config_class)
-    names = {f.name for f in dataclasses.fields(config_class)} | set(config_class.attribute_map)
-    return names - _NOT_ARCHITECTURE
-
-
-def _check_overrides(spec: _Spec, overrides: dict[str, Any]) -> None:
-    """Refuse a field the config class lacks (transformers would keep it, unused)."""
-    unknown = sorted(set(overrides) - _fields(spec))
-    if unknown:
-        raise ConfigError(
-            f"{spec.config_class} has no field {unknown[0]!r} (num_classes sets the labels)",
-            field="config_overrides",
-        )
-
 
 def _make_config(spec: _Spec, classes: int, overrides: dict[str, Any]) -> Any:
     """The transformers config of the base architecture with ``overrides`` and ``K`` labels."""
@@ -154,29 +125,9 @@ def _make_config(spec: _Spec, classes: int, overrides: dict[str, Any]) -> Any:
     backbone, changes = fields.pop("backbone_config"), overrides.pop("backbone_config", {})
     if changes.get("model_type", backbone["model_type"]) == backbone["model_type"]:
         changes = {**backbone, **changes}  # entries update the base backbone's
-    try:
-        return _transformers(spec.config_class)(
-            **{**fields, **overrides}, backbone_config=changes, num_labels=classes
-        )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(
-            f"not a valid {spec.config_class}: {error}", field="config_overrides"
-        ) from None
-
-
-def _diff(now: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``now`` that differ from ``base``, nested dicts compared entry by entry."""
-    changed = {}
-    for key, value in now.items():
-        if key in _NOT_ARCHITECTURE:
-            continue
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            value = _diff(value, base[key])
-            if value:
-                changed[key] = value
-        elif value != base.get(key):
-            changed[key] = value
-    return changed
+    return build_config(
+        spec.config_class, {**fields, **overrides, "backbone_config": changes}, classes
+    )
 
 
 def _architecture(spec: _Spec, config: Any) -> dict[str, Any]:
@@ -185,12 +136,14 @@ def _architecture(spec: _Spec, config: Any) -> dict[str, Any]:
     Recorded as ``config_overrides``, they rebuild a loaded checkpoint's architecture
     without its weights (a checkpoint's model, or another backbone type, whole).
     """
-    base = _make_config(spec, config.num_labels, {}).to_dict()
-    fields = _fields(spec)
-    changed = _diff({k: v for k, v in config.to_dict().items() if k in fields}, base)
+    base = _make_config(spec, config.num_labels, {})
+    changed = architecture_overrides(config, base)
     backbone = config.backbone_config.to_dict()
-    if backbone["model_type"] != base["backbone_config"]["model_type"]:
-        changed["backbone_config"] = {**_diff(backbone, {}), "model_type": backbone["model_type"]}
+    if backbone["model_type"] != base.backbone_config.model_type:
+        changed["backbone_config"] = {
+            **changed_fields(backbone, {}),
+            "model_type": backbone["model_type"],
+        }
     return changed
 
 
@@ -199,7 +152,7 @@ def _from_hub(
 ) -> nn.Module:
     """A checkpoint through ``from_pretrained``, with a new class head for another ``K``."""
     labels = {} if num_classes is None else {"num_labels": num_classes}
-    factory = _transformers(spec.model_class).from_pretrained
+    factory = transformers_class(spec.model_class).from_pretrained
     try:
         model = hf_from_pretrained(
             source.location,
@@ -211,14 +164,6 @@ def _from_hub(
     except ImportError as error:  # a checkpoint whose backbone needs timm
         raise WeightsError(f"cannot build it: {error}", file=source.location) from None
     return model.float().train()  # from_pretrained returns eval mode
-
-
-def _names(model: nn.Module, kept_head: bool) -> tuple[str, ...] | None:
-    """The checkpoint's class names when its head was kept and they are real names."""
-    labels = model.config.id2label
-    names = tuple(str(labels[i]) for i in range(model.config.num_labels))
-    generic = all(n == f"LABEL_{i}" for i, n in enumerate(names))
-    return names if kept_head and not generic else None
 
 
 def _check_queries(spec: _Spec, model: nn.Module, image_size: int) -> None:
@@ -259,7 +204,7 @@ def _build(
     overrides = dict(config_overrides or {})
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
         raise ConfigError(f"must be an int >= 32, got {image_size!r}", field="image_size")
-    _check_overrides(spec, overrides)
+    check_overrides(spec.config_class, overrides)
     source = resolve_weights(weights, model_name=name)
     state = None
     if source is not None and source.kind == "hf":
@@ -272,7 +217,7 @@ def _build(
         classes = num_classes or (
             _classes_in_file(spec, state, source.location) if state else spec.classes
         )
-        model = _transformers(spec.model_class)(_make_config(spec, classes, overrides))
+        model = transformers_class(spec.model_class)(_make_config(spec, classes, overrides))
         kept = False
     _check_queries(spec, model, image_size)
     config = ModelConfig(
@@ -284,7 +229,7 @@ def _build(
         spec.std,
         weights,
         {"image_size": image_size, "config_overrides": overrides},
-        _names(model, kept),
+        label_names(model.config) if kept else None,
     )
     detector = spec.detector(model, config)
     if state is not None:

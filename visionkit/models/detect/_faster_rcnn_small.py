@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,7 +38,16 @@ from visionkit.models.detect._torchvision_adapter import (
 from visionkit.models.registry import register_model
 from visionkit.models.weights import apply_state_dict, read_state_dict, resolve_weights
 
-__all__ = ["ANCHOR_SIZES", "SMALL_DEFAULTS", "SmallBackbone", "fasterrcnn_small"]
+__all__ = [
+    "ANCHOR_SIZES",
+    "FPN_CHANNELS",
+    "LEVELS",
+    "SAMPLING_RATIO",
+    "SMALL_DEFAULTS",
+    "SmallBackbone",
+    "build_small_rcnn",
+    "fasterrcnn_small",
+]
 
 NAME = "fasterrcnn-small"
 
@@ -50,6 +60,9 @@ FPN_CHANNELS = 64
 ANCHOR_SIZES = ((8, 16), (32, 48), (80, 128))
 """Anchor sides in pixels of the resized image, per pyramid level, each at aspect ratios
 0.5, 1 and 2."""
+
+LEVELS = tuple(str(i) for i in range(len(ANCHOR_SIZES)))
+"""Names of the pyramid levels that :class:`SmallBackbone` returns and RoIAlign pools from."""
 
 REPRESENTATION = 256
 """Features of the two-layer box head (torchvision's FPN models use 1024)."""
@@ -125,27 +138,35 @@ class SmallBackbone(nn.Module):
         return self.fpn(OrderedDict((str(i), x) for i, x in enumerate(stages[-3:])))
 
 
-def _net(classes: int, image_size: int, options: dict[str, Any]) -> nn.Module:
-    """Torchvision's FasterRCNN on :class:`SmallBackbone` for ``classes + 1`` classes."""
-    from torchvision.models.detection import FasterRCNN
+def _net(
+    name: str,
+    classes: int,
+    image_size: int,
+    options: dict[str, Any],
+    heads: Callable[[int], dict[str, nn.Module]] | None,
+) -> nn.Module:
+    """Torchvision's FasterRCNN on :class:`SmallBackbone` for ``classes + 1`` classes, or its
+    MaskRCNN with the modules that ``heads`` makes for that class count."""
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.ops import MultiScaleRoIAlign
 
-    for key in _BUILT_HERE:
+    extra = {} if heads is None else heads(classes + 1)
+    for key in (*_BUILT_HERE, *extra):
         if key in options:
-            raise ConfigError(f"{NAME} builds its own {key}; it is not an option", field=key)
+            raise ConfigError(f"{name} builds its own {key}; it is not an option", field=key)
     backbone = SmallBackbone()
-    levels = [str(i) for i in range(len(ANCHOR_SIZES))]
-    net = FasterRCNN(
+    net = (FasterRCNN if heads is None else MaskRCNN)(
         backbone,
-        rpn_anchor_generator=AnchorGenerator(ANCHOR_SIZES, ((0.5, 1.0, 2.0),) * len(levels)),
-        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=SAMPLING_RATIO),
+        rpn_anchor_generator=AnchorGenerator(ANCHOR_SIZES, ((0.5, 1.0, 2.0),) * len(LEVELS)),
+        box_roi_pool=MultiScaleRoIAlign(LEVELS, output_size=7, sampling_ratio=SAMPLING_RATIO),
         box_head=TwoMLPHead(backbone.out_channels * 7 * 7, REPRESENTATION),
         box_predictor=FastRCNNPredictor(REPRESENTATION, classes + 1),
+        **extra,
         **{**SMALL_DEFAULTS, **options},
     )
-    _check_options(NAME, net, options)  # after: FasterRCNN's **kwargs swallow unknown keys
+    _check_options(name, net, options)  # after: the models' **kwargs swallow unknown keys
     net.transform.min_size, net.transform.max_size = (image_size,), image_size
     return net
 
@@ -183,12 +204,41 @@ def fasterrcnn_small(
         WeightsError: ``weights`` is not a visionkit weights file of this model, or was
             trained for another ``num_classes``.
     """
+    return build_small_rcnn(
+        NAME, num_classes=num_classes, weights=weights, image_size=image_size, options=options
+    )
+
+
+def build_small_rcnn(
+    name: str,
+    *,
+    num_classes: int | None,
+    weights: str | None,
+    image_size: int,
+    options: dict[str, Any],
+    heads: Callable[[int], dict[str, nn.Module]] | None = None,
+) -> TorchvisionDetector:
+    """Build registry entry ``name`` of this family: the body of :func:`fasterrcnn_small`.
+
+    Args:
+        name: The registry name (checked in weights files, named in errors).
+        num_classes, weights, image_size, options: As :func:`fasterrcnn_small` takes them.
+        heads: Makes the extra modules of torchvision's ``MaskRCNN`` (``mask_roi_pool``,
+            ``mask_head``, ``mask_predictor``) for a class count that includes the
+            background; ``None`` builds ``FasterRCNN``.
+
+    Returns:
+        The detector, in train mode.
+
+    Raises:
+        ConfigError, WeightsError: As :func:`fasterrcnn_small` raises them.
+    """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
         raise ConfigError(f"must be an int >= 32, got {image_size!r}", field="image_size")
-    source = resolve_weights(weights, model_name=NAME)
+    source = resolve_weights(weights, model_name=name)
     if source is not None and source.kind != "file":
         raise WeightsError(
-            f"{NAME} has no pretrained weights; pass weights=None or a visionkit weights file",
+            f"{name} has no pretrained weights; pass weights=None or a visionkit weights file",
             file=source.location,
             field="weights",
         )
@@ -196,9 +246,9 @@ def fasterrcnn_small(
     classes = DEFAULT_NUM_CLASSES if num_classes is None else num_classes
     if state is not None and num_classes is None:
         classes = _classes_in_file(state, _RCNN, source.location)
-    net = _net(classes, image_size, options)
+    net = _net(name, classes, image_size, options, heads)
     config = ModelConfig(
-        NAME,
+        name,
         "detect",
         classes,
         image_size,

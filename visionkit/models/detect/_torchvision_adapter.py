@@ -124,13 +124,19 @@ class TorchvisionDetector(Detector):
         """A contract target as torchvision wants it: labels shifted past the background."""
         boxes, labels = checked_target(target, index, self.num_classes)
         converted = {"boxes": boxes, "labels": labels + 1}
-        if getattr(getattr(self.net, "roi_heads", None), "mask_predictor", None) is not None:
+        if self.makes_masks:
             if "masks" not in target:
                 raise ConfigError(
                     "Mask R-CNN trains on instance masks", record=f"target {index}", field="masks"
                 )
             converted["masks"] = torch.as_tensor(target["masks"]).to(torch.uint8)
         return converted
+
+    @property
+    def makes_masks(self) -> bool:
+        """True for Mask R-CNN: its RoI heads have a mask branch."""
+        heads = getattr(self.net, "roi_heads", None)
+        return heads is not None and heads.has_mask()
 
     def _apply_thresholds(self, thresholds: Thresholds) -> None:
         """Set the wrapped model's own post-processing (``roi_heads`` for the R-CNNs)."""

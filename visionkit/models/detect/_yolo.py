@@ -51,14 +51,16 @@ PRE_NMS_TOPK = 3000
 """Most ``(box, class)`` candidates per image that reach NMS, highest scores first."""
 
 ARCHS = {
-    "yolo-n": YoloArch(widths=(16, 32, 64, 96, 128), depths=(1, 1, 1, 1), head_width=32),
+    "yolo-n": YoloArch((16, 32, 64, 96, 128), depths=(0, 1, 1, 1), head_width=32, head_depth=1),
     "yolo-s": YoloArch(widths=(32, 64, 128, 256, 512), depths=(1, 2, 2, 1), head_width=128),
     "yolo-m": YoloArch(widths=(48, 96, 192, 384, 576), depths=(2, 4, 4, 2), head_width=192),
 }
 """Widths and depths of each size."""
 
-_CLS_WEIGHT = "net.head.0.cls.2.weight"
-"""The state-dict entry whose rows count a saved model's classes."""
+
+def _class_weight(arch: YoloArch) -> str:
+    """The state-dict entry whose rows count a saved model's classes."""
+    return f"net.head.0.cls.{arch.head_depth}.weight"
 
 
 class Yolo(Detector):
@@ -233,13 +235,14 @@ def _build(name: str, num_classes: int | None, weights: str | None, image_size: 
     state = None if source is None else read_state_dict(source)
     classes = num_classes or DEFAULT_NUM_CLASSES
     if state is not None:
-        if _CLS_WEIGHT not in state:
+        key = _class_weight(ARCHS[name])
+        if key not in state:
             raise WeightsError(
-                f"no {_CLS_WEIGHT!r}: not the weights of a visionkit yolo model",
+                f"no {key!r}: not the weights of a visionkit {name} model",
                 file=source.location,
-                field=_CLS_WEIGHT,
+                field=key,
             )
-        classes = int(state[_CLS_WEIGHT].shape[0])
+        classes = int(state[key].shape[0])
     config = ModelConfig(
         name=name,
         task="detect",

@@ -39,16 +39,18 @@ class YoloArch:
 
     Attributes:
         widths: Channels of the stem and of backbone stages 2 to 5 (strides 2 to 32).
-        depths: Bottlenecks in the CSP blocks of backbone stages 2 to 5; the neck's blocks
-            take the depth of stage 5.
+        depths: Bottlenecks in the CSP blocks of backbone stages 2 to 5 (0: the stage is
+            its downsampling convolution alone); the neck's blocks take the depth of stage 5.
         head_width: Channels of the head's classification and box branches (the box
-            branch gets at least ``4 * reg_max``).
+            branch gets at least ``reg_max``).
+        head_depth: 3x3 convolutions in each branch before its output convolution.
         reg_max: Bins of each side's distance distribution, in stride units.
     """
 
     widths: tuple[int, int, int, int, int]
     depths: tuple[int, int, int, int]
     head_width: int
+    head_depth: int = 2
     reg_max: int = 16
 
 
@@ -123,7 +125,10 @@ class Backbone(nn.Module):
         w, d = arch.widths, arch.depths
         self.stem = ConvBlock(3, w[0], 3, 2)
         self.stages = nn.ModuleList(
-            nn.Sequential(ConvBlock(w[i], w[i + 1], 3, 2), CSPBlock(w[i + 1], w[i + 1], d[i]))
+            nn.Sequential(
+                ConvBlock(w[i], w[i + 1], 3, 2),
+                CSPBlock(w[i + 1], w[i + 1], d[i]) if d[i] else nn.Identity(),
+            )
             for i in range(4)
         )
         self.sppf = SPPF(w[4])
@@ -167,16 +172,12 @@ class HeadLevel(nn.Module):
     """The decoupled head of one pyramid level: a classification branch giving ``K`` logits
     and a box branch giving ``4 * reg_max`` side-distribution logits per position."""
 
-    def __init__(self, c_in: int, width: int, num_classes: int, reg_max: int) -> None:
+    def __init__(self, c_in: int, width: int, depth: int, num_classes: int, reg_max: int) -> None:
         super().__init__()
         box_width = max(width, reg_max)
-        self.cls = nn.Sequential(
-            ConvBlock(c_in, width, 3), ConvBlock(width, width, 3), _class_output(width, num_classes)
-        )
+        self.cls = nn.Sequential(*_branch(c_in, width, depth), _class_output(width, num_classes))
         self.box = nn.Sequential(
-            ConvBlock(c_in, box_width, 3),
-            ConvBlock(box_width, box_width, 3),
-            nn.Conv2d(box_width, 4 * reg_max, 1),
+            *_branch(c_in, box_width, depth), nn.Conv2d(box_width, 4 * reg_max, 1)
         )
         # Distances start near 1.5 strides (bin probabilities falling as exp(-k / 2)), the
         # size of the objects each level suits, so small objects overlap their first boxes
@@ -191,6 +192,11 @@ class HeadLevel(nn.Module):
         """Replace the classification output with a fresh one for ``num_classes`` classes."""
         old = self.cls[-1]
         self.cls[-1] = _class_output(old.in_channels, num_classes).to(old.weight)
+
+
+def _branch(c_in: int, width: int, depth: int) -> list[ConvBlock]:
+    """``depth`` 3x3 convolution blocks from ``c_in`` to ``width`` channels."""
+    return [ConvBlock(c_in if i == 0 else width, width, 3) for i in range(depth)]
 
 
 def _class_output(width: int, num_classes: int) -> nn.Conv2d:
@@ -221,7 +227,8 @@ class YoloNet(nn.Module):
         self.backbone = Backbone(arch)
         self.neck = Neck(arch)
         self.head = nn.ModuleList(
-            HeadLevel(c, arch.head_width, num_classes, arch.reg_max) for c in arch.widths[2:]
+            HeadLevel(c, arch.head_width, arch.head_depth, num_classes, arch.reg_max)
+            for c in arch.widths[2:]
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:

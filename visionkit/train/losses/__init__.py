@@ -1,9 +1,9 @@
 """Training losses: what a model's parameters are fitted to minimise.
 
-The detection losses and the set matcher are defined in :mod:`visionkit.ops.losses` and
-:mod:`visionkit.ops.matching`, where the detectors (which compute their loss inside
-``forward`` in train mode) can import them; they are re-exported here for users of the
-training API.
+The detection losses, the segmentation Dice loss and the set matcher are defined in
+:mod:`visionkit.ops.losses` and :mod:`visionkit.ops.matching`, where the detectors (which
+compute their loss inside ``forward`` in train mode) can import them; they are re-exported
+here for users of the training API.
 
 Example:
     >>> import torch
@@ -12,12 +12,20 @@ Example:
     tensor([1.0794])
 """
 
-from visionkit.ops.losses import ciou_loss, diou_loss, giou_loss, sigmoid_focal_loss, varifocal_loss
+from visionkit.ops.losses import (
+    ciou_loss,
+    dice_loss,
+    diou_loss,
+    giou_loss,
+    sigmoid_focal_loss,
+    varifocal_loss,
+)
 from visionkit.ops.matching import HungarianMatcher, hungarian_match
 
 __all__ = [
     "HungarianMatcher",
     "ciou_loss",
+    "dice_loss",
     "diou_loss",
     "giou_loss",
     "hungarian_match",
