@@ -228,6 +228,8 @@ def calibrate_family(family: Family, data: Data, args: Any, budget_s: float) -> 
     val_set = load_dataset(data.yaml, "detect", "val", transforms=detection_transforms(False, size))
     classes = len(train_set.names)
     network = create_model(family.model, num_classes=classes, image_size=size, **family.options)
+    for dataset in (train_set, val_set):
+        dataset.with_masks = network.makes_masks  # as Model.train: no masks for box models
     mosaic = family.settings.get("mosaic", float(network.uses_mosaic))
     training = Mosaic(train_set, size, p=mosaic) if mosaic > 0 else train_set
     shared = {"batch_size": batch, "collate_fn": collate_detection, "num_workers": args.workers}

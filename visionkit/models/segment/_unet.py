@@ -7,8 +7,9 @@ stem); ``unet-l`` is the paper's size (base width 64: 31 M parameters, 2x2 trans
 convolutions, full resolution). Both take ``base_width`` (channels of the first stage,
 doubled at each downsampling), ``depth`` (number of 2x2 max-pool downsamplings),
 ``upsampling`` and ``stem_stride``. Unlike the paper the 3x3 convolutions are padded and
-followed by BatchNorm, so the output has the input's size and any input size of at least
-``stem_stride * 2 ** depth`` works.
+followed by BatchNorm, and the max-pools round odd sides up, so the output has the input's
+size and any input size works, even one smaller than the total stride
+``stem_stride * 2 ** depth``.
 
 ``stem_stride`` is what makes the small U-Net trainable on a CPU: the full-resolution
 stage (a few channels over every pixel) costs more than all the others together, because
@@ -171,7 +172,7 @@ def _build(
 @register_model(
     "unet",
     task="segment",
-    description="U-Net, base width 16, 4 downsamplings, 1.8 M parameters; CPU-sized",
+    description="U-Net, stride-4 stem, base width 16, 4 downsamplings, 1.8 M parameters",
 )
 def unet(
     *,
@@ -190,8 +191,7 @@ def unet(
         num_classes: ``C`` classes, background included; ``None`` keeps the weights' (21
             without weights).
         weights: ``None`` (random init) or a visionkit weights file of this model.
-        image_size: Square input side the model is meant for (any size of at least
-            ``2 ** depth`` works).
+        image_size: Square input side the model is meant for (any size works).
         base_width: Channels of the first stage, doubled at each downsampling.
         depth: Number of 2x2 max-pool downsamplings.
         upsampling: ``"bilinear"`` (1x1 convolution and bilinear interpolation) or
