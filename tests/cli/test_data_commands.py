@@ -141,10 +141,19 @@ def test_clean_dataset_loads_for_training(tmp_path):
     assert image.shape == (3, 64, 64) and len(target["boxes"]) == len(target["labels"]) > 0
 
 
+def test_make_passes_the_scene_options_to_the_shapes_generator(tmp_path):
+    _make(tmp_path, "format=coco", "max_objects=1", "min_size=0.4", "max_size=0.5")
+    coco = COCO(str(tmp_path / "train.json"))
+    for image_id in coco.getImgIds():
+        (annotation,) = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        assert annotation["area"] > 0.9 * (0.4 * 64) ** 2  # size: square root of the area
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["data", "check", "data=/no/such/dataset"],
+        ["data", "make", "out=x", "kind=shapes-shortcut", "max_objects=2"],
         ["data", "make", "out=x", "kind=shapes", "format=folder"],
         ["data", "make", "out=x", "imgsz=8"],
     ],

@@ -91,6 +91,24 @@ def test_without_a_selection_the_images_are_the_first_indices_as_before(tmp_path
     assert len(document["categories"]) == len(CATEGORIES)
 
 
+def _coco_objects(root: Path) -> tuple[Counter, list[float]]:
+    """Objects per image and every object's box side (square root of its box area)."""
+    document = json.loads((root / "train.json").read_text())
+    per_image = Counter(a["image_id"] for a in document["annotations"])
+    return per_image, [np.sqrt(a["bbox"][2] * a["bbox"][3]) for a in document["annotations"]]
+
+
+def test_scene_options_set_the_object_count_and_size_of_a_shapes_export(tmp_path):
+    shapes = {"kind": "shapes", "format": "coco", "train": 30, "val": 1, "imgsz": 96}
+    export_synthetic(tmp_path / "default", workers=1, **shapes)
+    options = {"max_objects": 2, "min_size": 0.3}
+    export_synthetic(tmp_path / "large", workers=1, scene_options=options, **shapes)
+    counts, sides = _coco_objects(tmp_path / "default")
+    large_counts, large_sides = _coco_objects(tmp_path / "large")
+    assert max(counts.values()) > 2 and max(large_counts.values()) <= 2
+    assert min(sides) < 0.3 * 96 / 2 < min(large_sides)  # an occluded object keeps 40 %
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [
@@ -100,6 +118,9 @@ def test_without_a_selection_the_images_are_the_first_indices_as_before(tmp_path
         ({"classes": "star"}, "classes"),
         ({"kind": "shapes", "format": "coco", "classes": ["star"]}, "classes"),
         ({"kind": "shapes", "format": "coco", "per_class": True}, "per_class"),
+        ({"scene_options": {"max_objects": 2}}, "scene_options"),  # a shapes-shortcut export
+        ({"kind": "shapes", "format": "coco", "scene_options": {"imgsz": 64}}, "scene_options"),
+        ({"kind": "shapes", "format": "coco", "scene_options": {"max_size": 0.9}}, "min_size"),
     ],
 )
 def test_bad_selections_are_refused_before_anything_is_written(tmp_path, options, field):

@@ -21,6 +21,7 @@ from visionkit.train.distributed import (
     dist_context,
     epoch_seed,
     make_loader,
+    ready_for_inference,
     select_device,
     set_epoch,
 )
@@ -36,6 +37,23 @@ def test_device_names():
         with pytest.raises(ConfigError) as caught:
             select_device(bad)
         assert caught.value.field == "device"
+
+
+def test_ready_for_inference_visits_the_modules_only_when_something_changes(monkeypatch):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    visits = []
+    original = torch.nn.Module._apply
+    monkeypatch.setattr(torch.nn.Module, "_apply", lambda m, *a, **k: visits.append(m) or
+                        original(m, *a, **k))  # fmt: skip
+    cpu = torch.device("cpu")
+    assert ready_for_inference(model, cpu) is model
+    assert not model.training and not model[1].training and visits == []  # already on the CPU
+    model.train()
+    ready_for_inference(model, cpu)
+    assert not model[1].training  # back in eval mode, so BatchNorm uses its running stats
+    if torch.cuda.is_available():
+        ready_for_inference(model, torch.device("cuda", 0))
+        assert visits and model[0].weight.is_cuda
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU machine")

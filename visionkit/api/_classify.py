@@ -27,6 +27,7 @@ from visionkit.train.distill import DistillationTask
 from visionkit.train.distributed import (
     broadcast_from_main,
     init_distributed,
+    ready_for_inference,
     seed_everything,
     select_device,
 )
@@ -217,7 +218,7 @@ def predict(
     config, target = model.config, select_device(device)
     names = config.names or tuple(str(i) for i in range(config.num_classes))
     pipeline = _transforms(config, train=False)
-    model = model.to(target).eval()
+    model = ready_for_inference(model, target)
     results = []
     for chunk in in_batches(iter_images(source), batch):
         images = torch.stack([pipeline(item.image) for item in chunk]).to(target)

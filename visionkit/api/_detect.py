@@ -57,6 +57,7 @@ from visionkit.train.detect import (
 from visionkit.train.distributed import (
     broadcast_from_main,
     init_distributed,
+    ready_for_inference,
     seed_everything,
     select_device,
 )
@@ -226,7 +227,7 @@ def validate(
     target = select_device(device)
     loader = DataLoader(dataset, batch_size=batch, collate_fn=collate_detection)
     kept = model.thresholds
-    model.to(target).eval().set_thresholds(conf=EVAL_CONF, iou=iou, max_det=max_det)
+    ready_for_inference(model, target).set_thresholds(conf=EVAL_CONF, iou=iou, max_det=max_det)
     found: list[Detections] = []
     try:
         with torch.no_grad():
@@ -258,7 +259,7 @@ def predict(
     names = config.names or tuple(str(i) for i in range(config.num_classes))
     pipeline = detection_image_transform(config.image_size)
     kept = model.thresholds
-    model.to(target).eval().set_thresholds(conf=conf, iou=iou, max_det=max_det)
+    ready_for_inference(model, target).set_thresholds(conf=conf, iou=iou, max_det=max_det)
     results = []
     try:
         for chunk in in_batches(iter_images(source), batch):

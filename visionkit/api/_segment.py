@@ -31,6 +31,7 @@ from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
 from visionkit.train.distributed import (
     broadcast_from_main,
     init_distributed,
+    ready_for_inference,
     seed_everything,
     select_device,
 )
@@ -219,7 +220,7 @@ def predict(
     config, target = model.config, select_device(device)
     names = config.names or tuple(str(i) for i in range(config.num_classes))
     pipeline = segmentation_transforms(False, config.image_size)
-    model = model.to(target).eval()
+    model = ready_for_inference(model, target)
     results = []
     for chunk in in_batches(iter_images(source), batch):
         images = torch.stack([pipeline(torch.from_numpy(f.image).permute(2, 0, 1)) for f in chunk])

@@ -42,6 +42,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                 "shapes-shortcut: how often the background cue agrees with the class",
                 float,
             ),
+            Option("min_objects", "shapes: fewest objects per image", int),
+            Option("max_objects", "shapes: most objects per image", int),
+            Option("min_size", "shapes: smallest object side, a fraction of imgsz", float),
+            Option("max_size", "shapes: largest object side, a fraction of imgsz", float),
             Option("workers", "worker processes", int),
         ],
     )
@@ -82,11 +86,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
 
 
+SCENE_OPTIONS = ("min_objects", "max_objects", "min_size", "max_size")
+"""``make`` options that set the ``shapes`` scene generator (``scene_options``)."""
+
+
 def _make(args: argparse.Namespace) -> int:
     from visionkit.data.synthetic.export import export_synthetic
 
     kwargs = given(args)
-    root = export_synthetic(kwargs.pop("out"), **kwargs)
+    scene = {key: kwargs.pop(key) for key in SCENE_OPTIONS if key in kwargs}
+    root = export_synthetic(kwargs.pop("out"), scene_options=scene or None, **kwargs)
     print(f"wrote {root}")
     return 0
 

@@ -11,6 +11,10 @@ it still needs (labels are cheap to draw, see
 :func:`~visionkit.data.synthetic.shortcut.shortcut_label`), so two exports with the same
 seed and disjoint classes share no image, and a transfer-learning experiment can train on
 some classes and transfer to the others.
+
+A ``shapes`` dataset can change the scene generator's settings (``scene_options``: object
+counts and sizes, see :class:`~visionkit.data.synthetic.ShapesConfig`), for example larger
+and fewer objects for a run that must learn something within a minute.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 
@@ -52,6 +56,7 @@ class _Job:
     strength: float
     counterfactual: bool
     staging: Path
+    scene: ShapesConfig
 
 
 def export_synthetic(
@@ -66,6 +71,7 @@ def export_synthetic(
     strength: float = 0.9,
     classes: Sequence[str] | None = None,
     per_class: bool = False,
+    scene_options: Mapping[str, float | int] | None = None,
     workers: int | None = None,
 ) -> Path:
     """Write a synthetic dataset with ``train`` and ``val`` splits into folder ``out``.
@@ -89,13 +95,21 @@ def export_synthetic(
         per_class: ``shapes-shortcut`` only: ``train`` and ``val`` count the images of
             each class, so every split is balanced; else they count all images, whose
             classes are drawn at random.
+        scene_options: ``shapes`` only: settings of the scene generator other than
+            ``imgsz`` (fields of :class:`~visionkit.data.synthetic.ShapesConfig`, such as
+            ``{"min_size": 0.15, "max_objects": 4}``); ``None`` keeps its defaults.
         workers: Processes rendering images; None uses every core.
 
     Returns:
         The dataset file or folder to pass to ``read_catalog`` / ``visionkit data check``
         (for example ``out/data.yaml`` for YOLO, ``out`` for COCO).
+
+    Raises:
+        ConfigError: An unknown kind or format, a bad count, size or strength, or scene
+            options that are unknown, out of range or given to another kind.
     """
     _validate(kind, format, train, val, imgsz, strength)
+    scene = _scene_config(kind, imgsz, scene_options or {})
     categories = _kept_categories(kind, classes, per_class)
     out = Path(out)
     splits = {"train": train, "val": val}
@@ -103,7 +117,8 @@ def export_synthetic(
         splits["test"] = val
     written = []
     for split, count in splits.items():
-        job = _Job(kind, seed, imgsz, strength, split == "test", out / f".staging-{split}")
+        staging = out / f".staging-{split}"
+        job = _Job(kind, seed, imgsz, strength, split == "test", staging, scene)
         indices = _split_indices(job, _SPLIT_OFFSET[split], count, categories, per_class)
         catalog = _render_split(job, indices, categories, workers, split)
         written.append(write_catalog(catalog, out, format, split=split))
@@ -130,6 +145,20 @@ def _validate(kind: str, format: str, train: int, val: int, imgsz: int, strength
         raise ConfigError(f"imgsz must be at least 32 pixels, got {imgsz}", field="imgsz")
     if not 0.0 <= strength <= 1.0:
         raise ConfigError(f"strength must lie in [0, 1], got {strength}", field="strength")
+
+
+def _scene_config(kind: str, imgsz: int, options: Mapping[str, float | int]) -> ShapesConfig:
+    """The ``shapes`` generator's settings: ``imgsz`` and ``options`` over the defaults."""
+    if options and kind != "shapes":
+        raise ConfigError("scene_options need kind=shapes", field="scene_options")
+    known = {field.name for field in fields(ShapesConfig)} - {"imgsz"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown scene options {unknown}; expected some of {sorted(known)}",
+            field="scene_options",
+        )
+    return ShapesConfig(imgsz=imgsz, **options)
 
 
 def _kept_categories(kind: str, classes: Sequence[str] | None, per_class: bool) -> list[Category]:
@@ -202,7 +231,7 @@ def _render_split(
 def _render_one(job: _Job, index: int) -> ImageRecord:
     """Render image ``index``, save it as PNG in the staging folder and describe it."""
     if job.kind == "shapes":
-        scene = make_scene(job.seed, index, ShapesConfig(imgsz=job.imgsz))
+        scene = make_scene(job.seed, index, job.scene)
         label = None
     else:
         config = ShortcutConfig(
