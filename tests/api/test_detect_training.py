@@ -3,10 +3,11 @@ has never seen.
 
 The recipe is the one ``benchmarks/detectors.py`` uses for its 10-minute run on the full
 ``shapes`` scenes (batch 8, AdamW at 4e-3, an EMA of the weights, whole images with flips
-only). A minute of two CPU cores is about 900 optimiser steps at 128 px, too few to learn
-the full scenes' 10-pixel shapes, so this run draws scenes of one or two larger shapes
-(``scene_options``): what is measured is that the default detector, trained by the default
-loop, learns to find and name them, not the benchmark's accuracy.
+only), with the default one-epoch warmup. A minute of two CPU cores is about 900 optimiser
+steps at 128 px, too few to learn the full scenes' 10-pixel shapes, so this run draws
+scenes of one or two larger shapes (``scene_options``): what is measured is that the
+default detector, trained by the default loop, learns to find and name them, not the
+benchmark's accuracy.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
+from visionkit.errors import WeightsError
 from visionkit.train.run_dir import (
     ResultsLog,
     environment,
@@ -29,6 +31,16 @@ def test_taken_names_get_numbered_and_exist_ok_reuses(tmp_path):
     assert first == tmp_path / "classify" / "exp" and (first / "weights").is_dir()
     assert new_run_dir(tmp_path, "classify", "exp", exist_ok=True) == first
     assert new_run_dir(tmp_path, "detect", "exp").name == "exp"
+
+
+def test_resume_reuses_a_run_with_a_checkpoint_and_refuses_one_without(tmp_path):
+    with pytest.raises(WeightsError, match="no run to resume") as caught:
+        new_run_dir(tmp_path, "segment", "exp", resume=True)
+    assert caught.value.file == str(tmp_path / "segment" / "exp" / "weights" / "last.pt")
+    assert not (tmp_path / "segment").exists()  # a mistyped name leaves nothing behind
+    run = new_run_dir(tmp_path, "segment", "exp")
+    (run / "weights" / "last.pt").write_bytes(b"checkpoint")
+    assert new_run_dir(tmp_path, "segment", "exp", resume=True) == run
 
 
 def test_args_yaml_holds_settings_and_versions(tmp_path):

@@ -19,7 +19,7 @@ from visionkit.api._results import ClassificationResult
 from visionkit.api._sources import Source, in_batches, iter_images
 from visionkit.data.datasets import ClassificationDataset, load_dataset
 from visionkit.data.transforms import classification_transforms
-from visionkit.errors import ConfigError, WeightsError
+from visionkit.errors import ConfigError
 from visionkit.models import ImageClassifier, ModelConfig, read_state_file
 from visionkit.models.weights import apply_state_dict
 from visionkit.train import ClassificationTask, TrainConfig, Trainer, TrainResult, new_run_dir
@@ -173,11 +173,8 @@ def train(
     val_set.transforms = _transforms(model.config, train=False)
     if context.is_main and not config.quiet:
         print(report)
-    last = Path(run["project"]) / "classify" / run["name"] / "weights" / "last.pt"
-    if run["resume"] and not last.is_file():  # before a run folder is made under that name
-        raise WeightsError("no run to resume: the checkpoint does not exist", file=last)
     run_dir = new_run_dir(
-        run["project"], "classify", run["name"], exist_ok=run["exist_ok"] or run["resume"]
+        run["project"], "classify", run["name"], exist_ok=run["exist_ok"], resume=run["resume"]
     )
     args = {"data": str(data), "model": model.config.name, "strategy": strategy, **augment}
     if cache:

@@ -38,7 +38,7 @@ from visionkit.data.transforms import (
     detection_transforms,
     eval_scale,
 )
-from visionkit.errors import ConfigError, DataError, WeightsError
+from visionkit.errors import ConfigError, DataError
 from visionkit.metrics.detection import DetectionConfusionMatrix, DetectionEvaluator
 from visionkit.models import Detector, ModelConfig, read_state_file
 from visionkit.models.weights import apply_state_dict
@@ -166,10 +166,7 @@ def fit(
     if p > 0:
         training = Mosaic(train_set, size, p=p)
         callbacks.append(CloseMosaic(training, close_mosaic))
-    last = Path(project) / "detect" / name / "weights" / "last.pt"
-    if resume and not last.is_file():  # before a run folder is made under that name
-        raise WeightsError("no run to resume: the checkpoint does not exist", file=last)
-    run_dir = new_run_dir(project, "detect", name, exist_ok=exist_ok or resume)
+    run_dir = new_run_dir(project, "detect", name, exist_ok=exist_ok, resume=resume)
     args = {"data": str(data), "model": network.config.name, "mosaic": p}
     args |= {"close_mosaic": close_mosaic, **augment}
     task = DetectionTask(network.num_classes, imgsz=size, masks=masks)

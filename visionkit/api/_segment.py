@@ -24,7 +24,6 @@ from visionkit.api._results import SegmentationResult
 from visionkit.api._sources import Source, in_batches, iter_images
 from visionkit.data.datasets import SegmentationDataset, load_dataset
 from visionkit.data.transforms import SCALE_RANGE, segmentation_transforms
-from visionkit.errors import WeightsError
 from visionkit.models import ModelConfig, SemanticSegmenter, read_state_file
 from visionkit.models.weights import apply_state_dict
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
@@ -134,10 +133,7 @@ def fit(
     size = network.config.image_size
     augment = {"flip": flip, "scale": tuple(scale), "colour": colour}
     train_set.transforms = segmentation_transforms(True, size, **augment)
-    last = Path(project) / "segment" / name / "weights" / "last.pt"
-    if resume and not last.is_file():  # before a run folder is made under that name
-        raise WeightsError("no run to resume: the checkpoint does not exist", file=last)
-    run_dir = new_run_dir(project, "segment", name, exist_ok=exist_ok or resume)
+    run_dir = new_run_dir(project, "segment", name, exist_ok=exist_ok, resume=resume)
     result = Trainer(
         network, task, train_set, _scored_in_original_pixels(val_set, size), config, run_dir,
         args={"data": str(data), "model": network.config.name, "loss": loss, **augment},

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from visionkit.errors import WeightsError
 from visionkit.train.checkpoint import write_atomic
 from visionkit.train.distributed import broadcast_from_main, dist_context
 
@@ -42,6 +43,7 @@ def new_run_dir(
     name: str = "train",
     *,
     exist_ok: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Create the folder of a new run and its ``weights/`` folder.
 
@@ -49,18 +51,27 @@ def new_run_dir(
         project: The folder that holds every task's runs.
         task: The task's name, e.g. ``"classify"``.
         name: The run's name; ``name2``, ``name3``... are tried when it is taken.
-        exist_ok: Reuse ``name`` even when it exists (for resuming, or overwriting).
+        exist_ok: Reuse ``name`` even when it exists (for overwriting).
+        resume: The run ``name`` is to be continued: reuse its folder, which must hold
+            ``weights/last.pt``.
 
     Returns:
         ``<project>/<task>/<name>`` (or the numbered name), the same on every process.
+
+    Raises:
+        WeightsError: ``resume`` and no ``weights/last.pt`` (checked before any folder is
+            made, so a mistyped name leaves nothing behind).
 
     Example:
         >>> new_run_dir(tmp, "classify", "exp")  # doctest: +SKIP
         PosixPath('.../classify/exp')
     """
+    last = Path(project) / task / name / "weights" / "last.pt"
+    if resume and not last.is_file():
+        raise WeightsError("no run to resume: the checkpoint does not exist", file=last)
     chosen = None
     if dist_context().is_main:
-        chosen = _free_name(Path(project) / task, name, exist_ok)
+        chosen = _free_name(Path(project) / task, name, exist_ok or resume)
         (chosen / "weights").mkdir(parents=True, exist_ok=True)
     return broadcast_from_main(chosen)
 
