@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -58,6 +59,16 @@ class OracleDetector(Detector):
             if self._masks:
                 out[-1]["masks"] = truth["masks"][keep][:, None].float()
         return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module's tests: on two cores shared with other jobs, threads
+    that wait on each other run small models several times slower than one thread does."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

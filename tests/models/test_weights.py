@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from visionkit.errors import ConfigError, WeightsError
 from visionkit.models import create_model, load_weights, read_state_file
-from visionkit.models.weights import resolve_weights
+from visionkit.models.weights import resolve_torchvision_weights, resolve_weights
 
 
 def _model(num_classes: int = 3, width: int = 4, seed: int = 0):
@@ -223,3 +223,14 @@ def test_a_missing_weights_path_is_named(tmp_path):
     with pytest.raises(WeightsError, match="no such weights file") as error:
         create_model("cnn-small", weights=str(path))
     assert error.value.file == str(path)
+
+
+@pytest.mark.parametrize("model", ["fcn_resnet50", "fasterrcnn_resnet50_fpn"])
+def test_torchvision_models_refuse_hf_checkpoints_by_name(model, tmp_path):
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()  # a folder is a Hugging Face checkpoint spec
+    assert resolve_torchvision_weights("DEFAULT", model_name=model).kind == "torchvision"
+    for spec in ("hf:org/repo", str(folder)):
+        with pytest.raises(WeightsError, match=f"{model} loads torchvision weights") as caught:
+            create_model(model, weights=spec)
+        assert caught.value.field == "weights"

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from visionkit.api._data import dataset_path
+from visionkit.api._networks import keep_best_and_report
 from visionkit.api._results import DetectionResult
 from visionkit.api._sources import Source, in_batches, iter_images
 from visionkit.data.datasets import (
@@ -40,7 +41,7 @@ from visionkit.data.transforms import (
 )
 from visionkit.errors import ConfigError, DataError
 from visionkit.metrics.detection import DetectionConfusionMatrix, DetectionEvaluator
-from visionkit.models import Detector, ModelConfig, read_state_file
+from visionkit.models import Detector, ModelConfig
 from visionkit.models.weights import apply_state_dict
 from visionkit.structures import Detections
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
@@ -63,7 +64,7 @@ from visionkit.train.distributed import (
 )
 from visionkit.train.run_dir import write_metrics
 from visionkit.viz import draw_detections, make_grid, save_image
-from visionkit.viz.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
+from visionkit.viz.plots import plot_confusion_matrix, plot_pr_curves
 
 DEFAULT_EPOCHS = 30
 """Training epochs when none are given."""
@@ -174,12 +175,8 @@ def fit(
         network, task, training, val_set, config, run_dir,
         args=args, callbacks=callbacks, resume=resume,
     ).fit()  # fmt: skip
-    network.load_state_dict(read_state_file(result.best_path)["model"])
-    if context.is_main:
-        plot_training_curves(run_dir / "results.csv", title=str(run_dir),
-                             path=run_dir / "results.png")  # fmt: skip
-        validate(network, data=path, split="val", batch=batch, device=config.device,
-                 project=project, save_dir=run_dir)  # fmt: skip
+    keep_best_and_report(network, result, validate, data=path, split="val", batch=batch,
+                         device=config.device, project=project)  # fmt: skip
     return result
 
 

@@ -3,6 +3,7 @@ checkpoint (``best.pt``, ``last.pt``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,11 @@ from torch import nn
 
 from visionkit.errors import ConfigError, WeightsError
 from visionkit.models import ModelConfig, create_model, read_state_file
+from visionkit.train import TrainResult
+from visionkit.train.distributed import dist_context
+from visionkit.viz.plots import plot_training_curves
 
-__all__ = ["build_model", "read_checkpoint"]
+__all__ = ["build_model", "keep_best_and_report", "read_checkpoint"]
 
 
 def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, Any], nn.Module]:
@@ -39,3 +43,19 @@ def build_model(
     if imgsz is not None:
         options["image_size"] = imgsz
     return create_model(name, num_classes=num_classes, weights=weights, **options)
+
+
+def keep_best_and_report(
+    network: nn.Module, result: TrainResult, validate: Callable[..., Any], **options: Any
+) -> None:
+    """End of ``Model.train``: load the run's ``best.pt`` into ``network``; on the main
+    process, plot ``results.csv`` into ``results.png`` and run the task's
+    ``validate(network, save_dir=<run folder>, **options)``, which writes the final
+    metrics and plots beside them.
+    """
+    network.load_state_dict(read_state_file(result.best_path)["model"])
+    if dist_context().is_main:
+        run_dir = result.run_dir
+        plot_training_curves(run_dir / "results.csv", title=str(run_dir),
+                             path=run_dir / "results.png")  # fmt: skip
+        validate(network, save_dir=run_dir, **options)

@@ -20,11 +20,12 @@ from torch.utils.data import DataLoader
 
 from visionkit.api._data import dataset_path
 from visionkit.api._detect import check_classes
+from visionkit.api._networks import keep_best_and_report
 from visionkit.api._results import SegmentationResult
 from visionkit.api._sources import Source, in_batches, iter_images
 from visionkit.data.datasets import SegmentationDataset, load_dataset
 from visionkit.data.transforms import SCALE_RANGE, segmentation_transforms
-from visionkit.models import ModelConfig, SemanticSegmenter, read_state_file
+from visionkit.models import ModelConfig, SemanticSegmenter
 from visionkit.models.weights import apply_state_dict
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
 from visionkit.train.distributed import (
@@ -43,7 +44,7 @@ from visionkit.train.segment import (
 )
 from visionkit.train.trainer import evaluate
 from visionkit.viz import make_grid, save_image
-from visionkit.viz.plots import plot_confusion_matrix, plot_training_curves
+from visionkit.viz.plots import plot_confusion_matrix
 
 DEFAULT_EPOCHS = 30
 """Training epochs when none are given."""
@@ -139,12 +140,8 @@ def fit(
         args={"data": str(data), "model": network.config.name, "loss": loss, **augment},
         resume=resume,
     ).fit()  # fmt: skip
-    network.load_state_dict(read_state_file(result.best_path)["model"])
-    if context.is_main:
-        plot_training_curves(run_dir / "results.csv", title=str(run_dir),
-                             path=run_dir / "results.png")  # fmt: skip
-        validate(network, data=path, split="val", batch=batch, device=config.device,
-                 project=project, save_dir=run_dir)  # fmt: skip
+    keep_best_and_report(network, result, validate, data=path, split="val", batch=batch,
+                         device=config.device, project=project)  # fmt: skip
     return result
 
 

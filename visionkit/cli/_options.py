@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from visionkit.cli._parsing import Option, parse_bool
+from visionkit.cli._parsing import Option, parse_bool, parse_pair
 
 MODEL = Option("model", "registry name (visionkit models) or a trained checkpoint (.pt)")
 WEIGHTS = Option("weights", "DEFAULT, a torchvision weights name, hf:<repo-id> or a local file")
 DEVICE = Option("device", "auto, cpu, cuda, cuda:1 or mps")
 JSON = Option("json", "print JSON instead of a table (true/false)", parse_bool)
 BATCH = Option("batch", "images per step", int)
+
+FLIP = Option("flip", "horizontal flip probability", float)
+COLOUR = Option("colour", "colour jitter (true/false)", parse_bool)
+WHOLE_IMAGE_AUGMENTATION = [
+    FLIP,
+    Option("scale", "random rescale range, e.g. 0.5,1.5 (1,1: none)", parse_pair),
+    COLOUR,
+]
+"""Augmentation of whole images and their boxes or masks: ``detect`` and ``segment``."""
 
 RUN = [
     Option("epochs", "passes over the training data", int),

@@ -10,7 +10,17 @@ import argparse
 import os
 from pathlib import Path
 
-from visionkit.cli._options import BATCH, DEVICE, JSON, MODEL, RUN, SETTINGS, WEIGHTS
+from visionkit.cli._options import (
+    BATCH,
+    COLOUR,
+    DEVICE,
+    FLIP,
+    JSON,
+    MODEL,
+    RUN,
+    SETTINGS,
+    WEIGHTS,
+)
 from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool, parse_pair
 from visionkit.cli._tables import format_table, to_json
 
@@ -24,9 +34,9 @@ _TRAIN = [
     Option("distill", "soft or hard distillation", choices=("soft", "hard")),
     Option("alpha", "weight of the distillation term", float),
     Option("tau", "soft distillation temperature", float),
-    Option("flip", "horizontal flip probability", float),
+    FLIP,
     Option("crop_scale", "random crop area range, e.g. 0.5,1", parse_pair),
-    Option("colour", "colour jitter (true/false)", parse_bool),
+    COLOUR,
     Option("cache", "linear strategy: train the head on features extracted once", parse_bool),
     *SETTINGS,
 ]

@@ -12,8 +12,17 @@ import argparse
 import os
 from pathlib import Path
 
-from visionkit.cli._options import BATCH, DEVICE, JSON, MODEL, RUN, SETTINGS, WEIGHTS
-from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool, parse_pair
+from visionkit.cli._options import (
+    BATCH,
+    DEVICE,
+    JSON,
+    MODEL,
+    RUN,
+    SETTINGS,
+    WEIGHTS,
+    WHOLE_IMAGE_AUGMENTATION,
+)
+from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
 from visionkit.cli._tables import format_table, to_json
 from visionkit.errors import ConfigError
 
@@ -41,9 +50,7 @@ _TRAIN = [
     *RUN,
     Option("mosaic", "probability of a mosaic sample (default: on for yolo)", float),
     Option("close_mosaic", "final epochs trained without mosaic", int),
-    Option("flip", "horizontal flip probability", float),
-    Option("scale", "random rescale range, e.g. 0.5,1.5 (1,1: none)", parse_pair),
-    Option("colour", "colour jitter (true/false)", parse_bool),
+    *WHOLE_IMAGE_AUGMENTATION,
     *SETTINGS,
 ]
 

@@ -10,8 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 
-from visionkit.cli._options import BATCH, DEVICE, JSON, MODEL, RUN, SETTINGS, WEIGHTS
-from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool, parse_pair
+from visionkit.cli._options import (
+    BATCH,
+    DEVICE,
+    JSON,
+    MODEL,
+    RUN,
+    SETTINGS,
+    WEIGHTS,
+    WHOLE_IMAGE_AUGMENTATION,
+)
+from visionkit.cli._parsing import Option, add_group, add_mode, given, parse_bool
 from visionkit.cli._tables import format_table, to_json
 from visionkit.errors import ConfigError
 
@@ -75,9 +84,7 @@ _TRAIN = [
     WEIGHTS,
     *RUN,
     Option("loss", "ce, dice or ce+dice", choices=("ce", "dice", "ce+dice")),
-    Option("flip", "horizontal flip probability", float),
-    Option("scale", "random rescale range, e.g. 0.5,1.5 (1,1: none)", parse_pair),
-    Option("colour", "colour jitter (true/false)", parse_bool),
+    *WHOLE_IMAGE_AUGMENTATION,
     *SETTINGS,
 ]
 

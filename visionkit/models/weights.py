@@ -41,6 +41,7 @@ __all__ = [
     "load_weights",
     "read_state_dict",
     "read_state_file",
+    "resolve_torchvision_weights",
     "resolve_weights",
 ]
 
@@ -141,6 +142,26 @@ def resolve_weights(
         f"name{names} or 'hf:<repo-id>'",
         field="weights",
     )
+
+
+def resolve_torchvision_weights(
+    spec: str | os.PathLike[str] | None, *, model_name: str
+) -> WeightsSource | None:
+    """:func:`resolve_weights` for a torchvision model, which loads torchvision weights and
+    visionkit weights files but no Hugging Face checkpoint.
+
+    Raises:
+        WeightsError: ``spec`` is none of the forms, or names an ``hf`` checkpoint.
+    """
+    source = resolve_weights(spec, model_name=model_name)
+    if source is not None and source.kind == "hf":
+        raise WeightsError(
+            f"{model_name} loads torchvision weights or visionkit weights files, not hf "
+            "checkpoints",
+            file=source.location,
+            field="weights",
+        )
+    return source
 
 
 def _unpickling_refusal(error: pickle.UnpicklingError) -> str:

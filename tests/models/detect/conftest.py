@@ -3,8 +3,6 @@ loop and mAP50 against random boxes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -13,13 +11,8 @@ from visionkit.metrics.detection import DetectionEvaluator
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One torch thread: on two cores shared with other jobs, threads that wait on each
-    other run these small detectors several times slower than one thread does."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Every test here runs on one torch thread (see the root ``one_torch_thread``)."""
 
 
 def _target(boxes, labels) -> dict[str, torch.Tensor]:
@@ -80,6 +73,22 @@ def _fit(model, images, targets, epochs: int, batch: int = 16, flip: bool = Fals
             schedule.step()
 
 
+def _overfit(model, images, targets, steps: int, lr: float) -> list[float]:
+    """Train on all of ``images`` at every step (AdamW without weight decay, one-cycle
+    schedule peaking at ``lr``); returns the loss of each step."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
+    losses = []
+    for _ in range(steps):
+        loss = sum(model(images, targets).values())
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return losses
+
+
 @pytest.fixture
 def target():
     """``target(boxes, labels)``: a detection target dict from lists."""
@@ -102,3 +111,9 @@ def map50_and_random():
 def fit():
     """``fit(model, images, targets, epochs, batch=16, flip=False)``: a plain training loop."""
     return _fit
+
+
+@pytest.fixture
+def overfit():
+    """``overfit(model, images, targets, steps, lr)``: full-batch training; the step losses."""
+    return _overfit

@@ -132,19 +132,11 @@ def test_a_weights_file_rebuilds_the_same_detector(tmp_path):
         create_model(NAME, weights="DEFAULT")
 
 
-def test_overfitting_a_few_images_finds_their_boxes():
+def test_overfitting_a_few_images_finds_their_boxes(overfit):
     torch.manual_seed(0)
     images, targets = _scenes(8, 96)
     model = create_model(NAME, num_classes=6, image_size=96)
-    steps = 40
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
-    for _ in range(steps):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    overfit(model, images, targets, steps=40, lr=3e-3)
     evaluator = DetectionEvaluator()
     with torch.inference_mode():
         evaluator.update(model.eval()(images), targets)

@@ -143,19 +143,11 @@ def _shuffled(detection: dict) -> torch.Tensor:
     return detection["masks"][:, 0].roll(1, dims=0) >= 0.5
 
 
-def test_overfitting_a_few_scenes_learns_the_shapes_masks():
+def test_overfitting_a_few_scenes_learns_the_shapes_masks(overfit):
     torch.manual_seed(0)
     images, targets = _scenes(8, 96)
     model = create_model(NAME, num_classes=6, image_size=96)
-    steps = 40
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
-    for _ in range(steps):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    overfit(model, images, targets, steps=40, lr=3e-3)
     with torch.inference_mode():
         found = model.eval()(images)
     learned = _segm(found, targets, lambda d: d["masks"][:, 0] >= 0.5)

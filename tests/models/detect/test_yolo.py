@@ -225,22 +225,12 @@ def _scenes(count: int, imgsz: int) -> tuple[list[torch.Tensor], list[dict[str, 
     return images, targets
 
 
-def test_overfitting_a_few_images_finds_their_boxes() -> None:
+def test_overfitting_a_few_images_finds_their_boxes(overfit) -> None:
     torch.manual_seed(0)
     images, targets = _scenes(4, 128)
     model = create_model("yolo-n", num_classes=6, image_size=128)
-    steps = 120
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 4e-3, total_steps=steps)
-    first = None
-    for _ in range(steps):
-        loss = sum(model(images, targets).values())
-        first = first if first is not None else loss.item()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    assert loss.item() < first / 5
+    losses = overfit(model, images, targets, steps=120, lr=4e-3)
+    assert losses[-1] < losses[0] / 5
     evaluator = DetectionEvaluator()
     with torch.inference_mode():
         evaluator.update(model.eval()(images), targets)

@@ -3,7 +3,6 @@ the short training run that the family tests hold their models to."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,8 @@ SHAPES_CLASSES = 7
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One torch thread: on two cores shared with other jobs, threads that wait on each
-    other run these small models several times slower than one thread does."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Every test here runs on one torch thread (see the root ``one_torch_thread``)."""
 
 
 def _tensors(root: Path, split: str, side: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from visionkit.errors import ConfigError
-from visionkit.metrics.segmentation import SegmentationMetrics
 from visionkit.models import create_model
 
-from .conftest import SHAPES_CLASSES
+from .conftest import SHAPES_CLASSES, fit_and_score
 
 STEPS = 80
 
@@ -75,16 +73,5 @@ def test_unet_overfits_a_few_shapes_scenes(shapes_64):
     images, masks = images[:8], masks[:8]
     torch.manual_seed(0)
     model = create_model("unet", num_classes=SHAPES_CLASSES, stem_stride=1)  # 64 px: full size
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    # Annealed to zero, so the BatchNorm running statistics catch up with the last weights.
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-2, STEPS, pct_start=0.2)
-    for _ in range(STEPS):
-        loss = F.cross_entropy(model(images), masks, ignore_index=255)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    metrics = SegmentationMetrics(SHAPES_CLASSES)
-    with torch.no_grad():
-        metrics.update(model.eval()(images).argmax(1).numpy(), masks.numpy())
-    assert metrics.compute()["miou"] > 0.8
+    scores = fit_and_score(model, (images, masks), (images, masks), STEPS)
+    assert scores["miou"] > 0.8

@@ -40,6 +40,7 @@ from visionkit.models.weights import (
     WeightsSource,
     apply_state_dict,
     read_state_dict,
+    resolve_torchvision_weights,
     resolve_weights,
 )
 
@@ -320,13 +321,7 @@ def _sources(
     name: str, cfg: DetectionPretrainedCfg, weights: str | None, weights_backbone: str | None
 ) -> tuple[WeightsSource | None, WeightsSource | None]:
     """The resolved ``weights`` and ``weights_backbone``; refuse what this family cannot load."""
-    source = resolve_weights(weights, model_name=name)
-    if source is not None and source.kind == "hf":
-        raise WeightsError(
-            f"{name} loads torchvision weights or visionkit weights files, not hf checkpoints",
-            file=source.location,
-            field="weights",
-        )
+    source = resolve_torchvision_weights(weights, model_name=name)
     if weights_backbone is None:
         return source, None
     if cfg.backbone is None:

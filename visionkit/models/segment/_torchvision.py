@@ -39,7 +39,7 @@ from visionkit.models.weights import (
     apply_state_dict,
     load_weights,
     read_state_dict,
-    resolve_weights,
+    resolve_torchvision_weights,
 )
 
 __all__ = ["TorchvisionSegmenter", "build_torchvision_segmenter"]
@@ -216,13 +216,7 @@ def build_torchvision_segmenter(
 
     arch = _ARCHS[name]
     check_backbone_weights(weights, weights_backbone)
-    source = resolve_weights(weights, model_name=name)
-    if source is not None and source.kind == "hf":
-        raise WeightsError(
-            f"{name} loads torchvision weights or visionkit weights files, not hf checkpoints",
-            file=source.location,
-            field="weights",
-        )
+    source = resolve_torchvision_weights(weights, model_name=name)
     torchvision = source is not None and source.kind == "torchvision"
     state = read_state_dict(source) if source is not None and not torchvision else None
     if torchvision:
