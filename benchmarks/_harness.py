@@ -1,10 +1,12 @@
 """What the training benchmarks share: isolated runs, step timing, time budgets, latency.
 
-A benchmark trains several families for the same wall time. visionkit's trainer counts
-epochs, so a family is calibrated first (:func:`seconds_per_step` on a throwaway copy of
-the model, then :func:`epochs_in_budget`), and each family runs in a fresh process of its
-own (:func:`run_isolated`), so no library's global settings (threads, seeds, deterministic
-mode, registered hooks) leak into the next one.
+A benchmark trains several families for the same wall time: each trains with its
+library's time budget (``time=``), which re-plans the run's epochs as they go; a visionkit
+family's first plan comes from a calibration (:func:`seconds_per_step` on a throwaway copy
+of the model, then :func:`epochs_in_budget`), so its schedule starts close to the epochs
+it will get. Each family runs in a fresh process of its own (:func:`run_isolated`), so no
+library's global settings (threads, seeds, deterministic mode, registered hooks) leak
+into the next one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import multiprocessing
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +61,28 @@ def budget_parser(
     return parser
 
 
-def median_ms(call: Callable[[], Any], runs: int, warmup: int = 5) -> float:
-    """Median wall time of ``call()`` in milliseconds, after ``warmup`` untimed calls."""
+def median_ms(call: Callable[[], Any], runs: int, warmup: int = 5, rounds: int = 5) -> float:
+    """Wall time of ``call()`` in milliseconds: the lowest of ``rounds`` medians of
+    ``runs // rounds`` calls each (at least 5), a second apart, after ``warmup`` untimed
+    calls.
+
+    On a machine whose cores are shared, the speed drifts by up to a third for seconds at
+    a time, longer than one burst of calls; the best round's median is the latency with
+    the least interference, as :mod:`timeit` advises taking the best of several repeats.
+    """
     for _ in range(warmup):
         call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    medians = []
+    for index in range(rounds):
+        if index:
+            time.sleep(1.0)
+        times = []
+        for _ in range(max(5, runs // rounds)):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        medians.append(statistics.median(times))
+    return 1000 * min(medians)
 
 
 def forever(loader: Iterable[Any]) -> Iterator[Any]:
@@ -88,8 +102,26 @@ def seconds_per_step(step: Callable[[Any], Any], batches: Iterable[Any], steps: 
     return (stamps[-1] - stamps[1]) / steps
 
 
+def native_precision(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` for this CPU: ``amp="bf16"`` stays only where the CPU computes bfloat16
+    natively (AVX512-BF16 or AMX); elsewhere emulated bfloat16 would be slower than float32,
+    so it becomes ``amp=False``."""
+    import torch
+
+    if settings.get("amp") != "bf16" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return settings
+    return {**settings, "amp": False}
+
+
 def calibrate(
-    network: Any, task: Any, loader: Any, val_loader: Any, *, steps: int, budget_s: float
+    network: Any,
+    task: Any,
+    loader: Any,
+    val_loader: Any,
+    *,
+    steps: int,
+    budget_s: float,
+    settings: Mapping[str, Any],
 ) -> tuple[int, int]:
     """Epochs and training images of ``loader``'s dataset that fit ``budget_s``: times
     ``steps`` training steps of ``network`` (a throwaway copy: its weights change) under
@@ -97,9 +129,14 @@ def calibrate(
 
     Args:
         network, task: The model and the trainer's task for it (``task.loss``).
-        loader, val_loader: ``DataLoader`` s with the pipelines that ``Model.train`` uses.
+        loader, val_loader: ``DataLoader`` s with the pipelines that ``Model.train`` uses;
+            with ``cache_images``, over datasets that cache, ``loader`` in a fixed order.
         steps: Timed training steps.
         budget_s: The family's training budget in seconds.
+        settings: The run's ``Model.train`` settings, as the trainer applies them:
+            ``amp="bf16"`` times the steps under bfloat16 autocast (float16 ``True`` is
+            off on a CPU); ``cache_images`` times them on decoded images, as every epoch
+            after the first runs; ``val=False`` counts one validation, not one an epoch.
     """
     import torch
 
@@ -109,36 +146,54 @@ def calibrate(
     device = torch.device("cpu")
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-5)
     network.train()
+    bf16 = settings.get("amp") == "bf16"
 
     def step(batch: Any) -> None:
-        loss, _ = task.loss(network, batch, device)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = task.loss(network, batch, device)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
+    if settings.get("cache_images"):
+        for _ in itertools.islice(loader, 2 + steps):  # decode the timed batches' images
+            pass
     with deterministic_mode(True):  # as the trainer runs by default
         step_s = seconds_per_step(step, loader, steps)
         start = time.perf_counter()
         evaluate(network, task, itertools.islice(val_loader, 2), device)
     val_s = (time.perf_counter() - start) / min(2, len(val_loader)) * len(val_loader)
-    return epochs_in_budget(step_s, val_s, len(loader.dataset), loader.batch_size, budget_s)
+    return epochs_in_budget(
+        step_s, val_s, len(loader.dataset), loader.batch_size, budget_s,
+        validate_every_epoch=settings.get("val", True),
+    )  # fmt: skip
 
 
 def epochs_in_budget(
-    step_s: float, val_s: float, images: int, batch: int, budget_s: float
+    step_s: float,
+    val_s: float,
+    images: int,
+    batch: int,
+    budget_s: float,
+    *,
+    validate_every_epoch: bool = True,
 ) -> tuple[int, int]:
-    """Whole epochs (validation included) of ``images`` that fit ``budget_s``; when not even
-    one does, one epoch on the first images that fit.
+    """Whole epochs (validation included: after each, or after the last only) of
+    ``images`` that fit ``budget_s``; when not even one does, one epoch on the first
+    images that fit.
 
     Returns:
         ``(epochs, training images)``.
     """
-    epoch_s = -(-images // batch) * step_s + val_s
+    train_s = -(-images // batch) * step_s
+    epoch_s = train_s + val_s
     print(f"  calibration: {step_s:.2f} s/step, validation {val_s:.1f} s, epoch {epoch_s:.0f} s")
-    if epoch_s <= budget_s:
+    if epoch_s > budget_s:
+        steps = max(1, int((budget_s - val_s) // step_s))
+        return 1, min(images, steps * batch)
+    if validate_every_epoch:
         return int(budget_s // epoch_s), images
-    steps = max(1, int((budget_s - val_s) // step_s))
-    return 1, min(images, steps * batch)
+    return int((budget_s - val_s) // train_s), images
 
 
 def _child(target: Callable[..., dict[str, Any]], arguments: tuple, queue: Any) -> None:

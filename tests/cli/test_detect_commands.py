@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from visionkit.cli import main
 from visionkit.data.synthetic.evaluation import make_evaluation_set
@@ -99,7 +100,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cli-detect")
     data = export_synthetic(root / "data", train=8, val=4, imgsz=64, workers=1)
     status = main(["detect", "train", f"data={data}", "model=yolo-n", "imgsz=64", "epochs=1",
-                   "batch=4", f"project={root}", "workers=0", "quiet=true"])  # fmt: skip
+                   "batch=4", f"project={root}", "workers=0", "quiet=true", "cache_images=true",
+                   "amp=bf16"])  # fmt: skip
     assert status == 0
     return data, root / "detect" / "train"
 
@@ -109,6 +111,8 @@ def test_train_writes_the_run_folder_with_plots_and_predictions(trained):
     for name in ("weights/best.pt", "results.csv", "predictions.json", "pr_curve.png",
                  "confusion_matrix.png", "val_predictions.png", "val_metrics.json"):  # fmt: skip
         assert (run / name).is_file(), name
+    recorded = yaml.safe_load((run / "args.yaml").read_text())
+    assert recorded["cache_images"] is True and recorded["amp"] == "bf16"
 
 
 def test_val_of_a_checkpoint_reproduces_the_runs_final_validation(trained, capsys):

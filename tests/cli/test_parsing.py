@@ -6,7 +6,15 @@ import argparse
 
 import pytest
 
-from visionkit.cli._parsing import OneLineParser, Option, add_options, given, parse_bool, to_flags
+from visionkit.cli._parsing import (
+    OneLineParser,
+    Option,
+    add_options,
+    given,
+    parse_amp,
+    parse_bool,
+    to_flags,
+)
 
 
 def _parser() -> OneLineParser:
@@ -43,3 +51,9 @@ def test_usage_error_is_one_line_and_exits_2(capsys):
 def test_parse_bool_refuses_other_words(text):
     with pytest.raises(argparse.ArgumentTypeError):
         parse_bool(text)
+
+
+def test_parse_amp_takes_bf16_and_the_bool_words():
+    assert [parse_amp(t) for t in ("BF16", "true", "off")] == ["bf16", True, False]
+    with pytest.raises(argparse.ArgumentTypeError, match="true, false or bf16"):
+        parse_amp("fp16")

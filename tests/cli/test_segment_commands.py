@@ -40,7 +40,7 @@ def checkpoint(shapes, tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("runs")
     status = main(
         ["segment", "train", f"data={shapes}", f"project={project}", "epochs=1", "batch=2",
-         f"imgsz={SIDE}", "workers=0", "quiet=true", "loss=ce"]
+         f"imgsz={SIDE}", "workers=0", "quiet=true", "loss=ce", "cache_images=true", "amp=bf16"]
     )  # fmt: skip
     assert status == 0
     return project / "segment" / "train" / "weights" / "best.pt"
@@ -57,7 +57,8 @@ def test_train_writes_a_run_folder(checkpoint):
     assert checkpoint.is_file()
     for name in ("args.yaml", "results.csv", "val_metrics.json", "val_per_class.csv"):
         assert (run / name).is_file(), name
-    assert "loss: ce" in (run / "args.yaml").read_text()
+    recorded = (run / "args.yaml").read_text()
+    assert "loss: ce" in recorded and "cache_images: true" in recorded and "amp: bf16" in recorded
 
 
 def test_val_prints_json_and_a_per_class_table(checkpoint, shapes, capsys):

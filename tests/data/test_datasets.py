@@ -230,3 +230,30 @@ def test_segmentation_batches_through_a_dataloader(tmp_path: Path) -> None:
     images, masks = next(iter(DataLoader(dataset, batch_size=2)))
     assert images.shape == (2, 3, 24, 24) and images.dtype == torch.float32
     assert masks.shape == (2, 24, 24) and masks.dtype == torch.int64
+
+
+# --- caching --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_cache_reads_each_image_and_mask_file_once(tmp_path: Path, cache: bool) -> None:
+    categories = [Category(0, "background"), Category(1, "cat"), Category(2, "dog")]
+    dataset = SegmentationDataset(_mask_catalog(tmp_path, categories), cache=cache)
+    image, mask = dataset[0]
+    # the files change on disk: only a dataset that does not cache sees the change
+    _png(tmp_path / "a.png", _rgb(200))
+    _png(tmp_path / "m" / "a.png", np.zeros((HEIGHT, WIDTH), dtype=np.uint8))
+    again, again_mask = dataset[0]
+    assert dataset.cache == cache
+    assert torch.equal(again, image) == cache and torch.equal(again_mask, mask) == cache
+    assert again_mask.dtype == torch.int64 and isinstance(again_mask, tv_tensors.Mask)
+
+
+def test_cached_images_are_not_changed_by_transforms(tmp_path: Path) -> None:
+    dataset = DetectionDataset(_detection_catalog(tmp_path), cache=True)
+    untouched = dataset[0][0].clone()
+    dataset.transforms = detection_transforms(train=True, imgsz=16, flip=1.0)
+    for _ in range(2):
+        dataset[0]
+    dataset.transforms = None
+    assert torch.equal(dataset[0][0], untouched)

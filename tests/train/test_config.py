@@ -23,6 +23,7 @@ from visionkit.train.config import TrainConfig
         ("lr_final", 1.5),
         ("grad_clip", 0),
         ("amp", "yes"),
+        ("amp", "fp16"),
         ("ema_decay", 1.0),
         ("patience", 0),
         ("seed", -1),
@@ -43,6 +44,12 @@ def test_warmup_longer_than_training_is_refused():
     with pytest.raises(ConfigError, match="must not exceed epochs") as caught:
         TrainConfig(epochs=2, warmup_epochs=3)
     assert caught.value.field == "warmup_epochs"
+
+
+def test_early_stopping_without_validation_every_epoch_is_refused():
+    with pytest.raises(ConfigError, match="val=true") as caught:
+        TrainConfig(patience=3, val=False)
+    assert caught.value.field == "patience"
 
 
 def test_optional_settings_accept_none_and_numbers():

@@ -103,3 +103,13 @@ def test_resumed_log_keeps_completed_epochs_and_new_log_starts_empty(tmp_path):
     assert [r["train/loss"] for r in _rows(path)] == ["1.0", "0.5", "0.3"]
     ResultsLog(path).append(1, {"loss": 9.0}, {}, lr=0.1, seconds=1.0)
     assert [r["train/loss"] for r in _rows(path)] == ["9.0"]
+
+
+def test_a_row_with_new_columns_widens_the_log(tmp_path):
+    path = tmp_path / "results.csv"
+    log = ResultsLog(path)
+    log.append(1, {"loss": 1.0}, {}, lr=0.1, seconds=1.0)
+    log.append(2, {"loss": 0.5}, {"map": 0.25, "per_class": [0.1]}, lr=0.05, seconds=2.0)
+    with path.open(newline="") as handle:
+        assert next(csv.reader(handle)) == ["epoch", "train/loss", "val/map", "lr", "seconds"]
+    assert [(r["val/map"], r["lr"]) for r in _rows(path)] == [("", "0.1"), ("0.25", "0.05")]

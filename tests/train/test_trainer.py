@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,34 @@ def test_early_stopping_waits_patience_epochs_after_the_best(
     assert load_checkpoint(result.last_path)["epoch"] == 5
 
 
+def test_val_off_validates_the_last_epoch_only(fast_config, tiny_cnn, blobs, tmp_path):
+    task = ScriptedFitness([0.7])  # a second evaluation would raise StopIteration
+    config = fast_config(epochs=3, val=False)
+    result = Trainer(tiny_cnn(), task, blobs(64), blobs(16), config, tmp_path).fit()
+    assert (result.epochs_run, result.best_epoch, result.best_fitness) == (3, 3, 0.7)
+    rows = _rows(tmp_path / "results.csv")
+    assert [r["val/accuracy_top1"] for r in rows] == ["", "", "0.7"]
+    assert all(r["train/loss"] and r["seconds"] for r in rows)
+    assert load_checkpoint(result.best_path)["epoch"] == 3
+
+
+def test_a_time_budget_plans_the_epochs_and_ends_the_schedule_with_them(
+    fast_config, tiny_cnn, blobs, tmp_path, monkeypatch
+):
+    clock = iter(range(0, 10_000, 10))  # every reading 10 s later: 10 s to train, 10 to validate
+    monkeypatch.setattr(
+        trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock))
+    )
+    config = fast_config(epochs=2, time=75 / 3600, lr=0.01, lr_final=0.1, warmup_epochs=0)
+    trainer = Trainer(tiny_cnn(), ClassificationTask(4), blobs(64), blobs(16), config, tmp_path)
+    result = trainer.fit()
+    # epoch 1 plans 7 from its 10 s of training; epoch 2 plans 3 from epoch 1's 20 s in all
+    assert result.epochs_run == 3 and trainer.epochs == 3
+    assert len(_rows(tmp_path / "results.csv")) == 3
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.1)  # cosine's end
+    assert load_checkpoint(trainer.last_path)["plan"] == {"epochs": 3, "seconds": 60}
+
+
 def test_a_nan_fitness_never_counts_as_the_best(fast_config, tiny_cnn, blobs, tmp_path):
     task = ScriptedFitness([float("nan"), 0.4, float("nan")])
     result = Trainer(tiny_cnn(), task, blobs(64), blobs(16), fast_config(), tmp_path).fit()
@@ -144,8 +173,39 @@ def test_amp_is_not_used_on_the_cpu(fast_config, tiny_cnn, blobs, tmp_path, monk
     assert entered == [] and not trainer.amp
     assert load_checkpoint(trainer.last_path)["scaler"] == {}
     loader = torch.utils.data.DataLoader(blobs(8), batch_size=8)
-    _one_epoch(tiny_cnn(), ClassificationTask(4), loader, amp=True)
+    _one_epoch(tiny_cnn(), ClassificationTask(4), loader, amp=torch.float16)
     assert entered == [("cpu",)]  # the recorder does see the AMP path when it is taken
+
+
+class AutocastSeen(ClassificationTask):
+    """Records the CPU autocast type in force during each training loss."""
+
+    def __init__(self) -> None:
+        super().__init__(4)
+        self.seen = set()
+
+    def loss(self, model, batch, device):
+        enabled = torch.is_autocast_enabled("cpu")
+        self.seen.add(torch.get_autocast_dtype("cpu") if enabled else None)
+        return super().loss(model, batch, device)
+
+
+def test_bf16_trains_under_bfloat16_autocast_on_the_cpu(fast_config, tiny_cnn, blobs, tmp_path):
+    accuracy = {}
+    for amp in ("bf16", False):
+        task, model = AutocastSeen(), tiny_cnn()
+        config = fast_config(epochs=5, amp=amp, device="cpu")
+        trainer = Trainer(model, task, blobs(128), blobs(64), config, tmp_path / str(amp))
+        trainer.fit()
+        accuracy[amp] = trainer.metrics["last"]["accuracy_top1"]
+    assert task.seen == {None}  # the float32 run, for contrast
+    trainer = Trainer(tiny_cnn(), task := AutocastSeen(), blobs(64), blobs(16),
+                      fast_config(epochs=1, amp="bf16"), tmp_path / "one")  # fmt: skip
+    trainer.fit()
+    assert task.seen == {torch.bfloat16} and trainer.amp == torch.bfloat16
+    assert load_checkpoint(trainer.last_path)["scaler"] == {}  # no loss scaling for bfloat16
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert accuracy["bf16"] > 0.6 and accuracy["bf16"] >= accuracy[False] - 0.1, accuracy
 
 
 class StopAt(Callback):

@@ -92,7 +92,7 @@ class CloseMosaic(Callback):
         self.mosaic, self.epochs = mosaic, epochs
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        if epoch > trainer.config.epochs - self.epochs:
+        if epoch > trainer.epochs - self.epochs:
             self.mosaic.close()
 
 
@@ -108,6 +108,7 @@ def fit(
     flip: float = 0.5,
     scale: tuple[float, float] = SCALE_RANGE,
     colour: bool = True,
+    cache_images: bool = False,
     project: str | Path = "runs",
     name: str = "train",
     exist_ok: bool = False,
@@ -130,6 +131,8 @@ def fit(
         flip, scale, colour: Training augmentation of whole images (see
             :func:`~visionkit.data.transforms.detection_transforms`); minutes-long runs on
             a CPU learn more with ``scale=(1, 1), colour=False, mosaic=0``.
+        cache_images: Keep decoded images in memory after their first read (see
+            :func:`~visionkit.data.datasets.load_dataset`): later epochs skip decoding.
         project, name, exist_ok: The run folder (``name2``... when taken).
         resume: Continue the run ``name`` from its ``weights/last.pt``.
         **settings: Any :class:`~visionkit.train.TrainConfig` field (``lr``,
@@ -146,8 +149,8 @@ def fit(
     config = TrainConfig.from_dict({"epochs": epochs, "batch": batch, **settings})
     context = init_distributed()  # under torchrun: one dataset render, one run folder
     path = broadcast_from_main(dataset_path(data, project=project) if context.is_main else None)
-    train_set = load_dataset(path, "detect", "train")
-    val_set = load_dataset(path, "detect", "val")
+    train_set = load_dataset(path, "detect", "train", cache=cache_images)
+    val_set = load_dataset(path, "detect", "val", cache=cache_images)
     seed_everything(config.seed)  # the new network's initial weights too
     network = model._network(imgsz, num_classes=len(train_set.names))
     check_classes(network.config, train_set)
@@ -169,7 +172,7 @@ def fit(
         callbacks.append(CloseMosaic(training, close_mosaic))
     run_dir = new_run_dir(project, "detect", name, exist_ok=exist_ok, resume=resume)
     args = {"data": str(data), "model": network.config.name, "mosaic": p}
-    args |= {"close_mosaic": close_mosaic, **augment}
+    args |= {"close_mosaic": close_mosaic, **augment, "cache_images": cache_images}
     task = DetectionTask(network.num_classes, imgsz=size, masks=masks)
     result = Trainer(
         network, task, training, val_set, config, run_dir,

@@ -78,6 +78,7 @@ def fit(
     flip: float = 0.5,
     scale: tuple[float, float] = SCALE_RANGE,
     colour: bool = True,
+    cache_images: bool = False,
     project: str | Path = "runs",
     name: str = "train",
     exist_ok: bool = False,
@@ -106,6 +107,8 @@ def fit(
         flip, scale, colour: Training augmentation (see
             :func:`~visionkit.data.transforms.segmentation_transforms`); minutes-long runs
             on a CPU learn more with ``scale=(1, 1), colour=False``.
+        cache_images: Keep decoded images in memory after their first read (see
+            :func:`~visionkit.data.datasets.load_dataset`): later epochs skip decoding.
         project, name, exist_ok: The run folder (``name2``... when taken).
         resume: Continue the run ``name`` from its ``weights/last.pt``.
         **settings: Any :class:`~visionkit.train.TrainConfig` field (``lr``,
@@ -122,8 +125,8 @@ def fit(
     config = TrainConfig.from_dict({"epochs": epochs, "batch": batch, **settings})
     context = init_distributed()  # under torchrun: one dataset render, one run folder
     path = broadcast_from_main(dataset_path(data, project=project) if context.is_main else None)
-    train_set = load_dataset(path, "segment", "train")
-    val_set = load_dataset(path, "segment", "val")
+    train_set = load_dataset(path, "segment", "train", cache=cache_images)
+    val_set = load_dataset(path, "segment", "val", cache=cache_images)
     names = tuple(train_set.names)
     task = SegmentationTask(len(names), loss=loss, label_smoothing=config.label_smoothing)
     seed_everything(config.seed)  # the new network's initial weights too
@@ -137,7 +140,8 @@ def fit(
     run_dir = new_run_dir(project, "segment", name, exist_ok=exist_ok, resume=resume)
     result = Trainer(
         network, task, train_set, _scored_in_original_pixels(val_set, size), config, run_dir,
-        args={"data": str(data), "model": network.config.name, "loss": loss, **augment},
+        args={"data": str(data), "model": network.config.name, "loss": loss, **augment,
+              "cache_images": cache_images},
         resume=resume,
     ).fit()  # fmt: skip
     keep_best_and_report(network, result, validate, data=path, split="val", batch=batch,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visionkit.cli._parsing import Option, parse_bool, parse_pair
+from visionkit.cli._parsing import Option, parse_amp, parse_bool, parse_pair
 
 MODEL = Option("model", "registry name (visionkit models) or a trained checkpoint (.pt)")
 WEIGHTS = Option("weights", "DEFAULT, a torchvision weights name, hf:<repo-id> or a local file")
@@ -18,6 +18,10 @@ WHOLE_IMAGE_AUGMENTATION = [
     COLOUR,
 ]
 """Augmentation of whole images and their boxes or masks: ``detect`` and ``segment``."""
+
+CACHE_IMAGES = Option(
+    "cache_images", "keep decoded images in memory after the first epoch (true/false)", parse_bool
+)
 
 RUN = [
     Option("epochs", "passes over the training data", int),
@@ -39,9 +43,11 @@ SETTINGS = [
     Option("lr_final", "final learning rate as a fraction of lr", float),
     Option("grad_clip", "maximum gradient norm", float),
     Option("label_smoothing", "cross-entropy label smoothing", float),
-    Option("amp", "mixed precision on CUDA (true/false)", parse_bool),
+    Option("amp", "mixed precision: true (float16, CUDA only), bf16 or false", parse_amp),
     Option("ema", "keep an EMA of the weights (true/false)", parse_bool),
     Option("patience", "stop after this many epochs without improvement", int),
+    Option("time", "training budget in hours: the epochs that fit it (replaces epochs)", float),
+    Option("val", "validate every epoch (true) or only the last (false)", parse_bool),
     Option("seed", "random seed", int),
     Option("deterministic", "deterministic algorithms (true/false)", parse_bool),
     Option("workers", "data-loading processes", int),

@@ -54,6 +54,16 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def parse_amp(text: str) -> bool | str:
+    """Parse the ``amp`` setting: ``bf16``, or a bool as :func:`parse_bool` reads it."""
+    if text.strip().lower() == "bf16":
+        return "bf16"
+    try:
+        return parse_bool(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected true, false or bf16, got {text!r}") from None
+
+
 def parse_pair(text: str) -> tuple[float, float]:
     """Parse ``"0.5,1"`` into ``(0.5, 1.0)``."""
     low, _, high = text.partition(",")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from visionkit.cli._options import (
     BATCH,
+    CACHE_IMAGES,
     DEVICE,
     JSON,
     MODEL,
@@ -51,6 +52,7 @@ _TRAIN = [
     Option("mosaic", "probability of a mosaic sample (default: on for yolo)", float),
     Option("close_mosaic", "final epochs trained without mosaic", int),
     *WHOLE_IMAGE_AUGMENTATION,
+    CACHE_IMAGES,
     *SETTINGS,
 ]
 

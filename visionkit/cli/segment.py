@@ -12,6 +12,7 @@ import os
 
 from visionkit.cli._options import (
     BATCH,
+    CACHE_IMAGES,
     DEVICE,
     JSON,
     MODEL,
@@ -85,6 +86,7 @@ _TRAIN = [
     *RUN,
     Option("loss", "ce, dice or ce+dice", choices=("ce", "dice", "ce+dice")),
     *WHOLE_IMAGE_AUGMENTATION,
+    CACHE_IMAGES,
     *SETTINGS,
 ]
 

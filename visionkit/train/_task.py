@@ -86,4 +86,5 @@ class Callback:
         """Before epoch ``epoch`` (from 1) trains."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: Mapping[str, Any]) -> None:
-        """After epoch ``epoch`` is evaluated; ``metrics`` are its validation metrics."""
+        """After epoch ``epoch`` is evaluated; ``metrics`` are its validation metrics (empty
+        for an epoch that ``TrainConfig.val=False`` leaves unvalidated)."""

@@ -40,11 +40,24 @@ class TrainConfig:
         warmup_epochs: Linear warmup length in epochs (fractions allowed), per step.
         lr_final: Learning rate at the last step as a fraction of ``lr`` (cosine end point).
         grad_clip: Maximum gradient norm; ``None`` turns clipping off.
-        amp: Mixed precision (float16 autocast and loss scaling); used on CUDA only.
+        amp: Mixed precision. ``True``: float16 autocast with loss scaling, on CUDA only
+            (elsewhere full precision). ``"bf16"``: bfloat16 autocast on any device, no
+            loss scaling needed; about 1.3x faster training on a CPU that computes bfloat16
+            natively (AVX512-BF16 or AMX), slower on one that emulates it. ``False``: off.
         ema: Keep an exponential moving average of the weights, evaluated and saved in
             place of the raw weights.
         ema_decay: The average's decay per step.
         patience: Stop after this many epochs without a better fitness; ``None`` = never.
+            Needs ``val``.
+        time: Training budget in hours (as Ultralytics' ``time``); ``None`` = off. It
+            replaces ``epochs`` as the run's length: after each epoch's training the run
+            plans the whole epochs that fit the budget at the mean epoch time so far, and
+            the learning-rate schedule stretches or shrinks to end with them (``epochs``
+            is the first plan). With ``val=False`` the one validation comes on top. A
+            resumed run keeps its plan and counts the time its checkpoint had spent.
+        val: Validate after every epoch. ``False`` validates after the last epoch only
+            (``best.pt`` is then the last weights), which leaves short runs, where the
+            validation pass is a tenth of an epoch or more, more epochs in the same time.
         seed: Seeds every random number generator, the shuffling and the loader workers.
         deterministic: Ask torch for deterministic algorithms (exact resume needs it).
         workers: Data-loading worker processes per training process.
@@ -71,10 +84,12 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     lr_final: float = 0.01
     grad_clip: float | None = None
-    amp: bool = True
+    amp: bool | str = True
     ema: bool = False
     ema_decay: float = 0.9999
     patience: int | None = None
+    time: float | None = None
+    val: bool = True
     seed: int = 0
     deterministic: bool = True
     workers: int = 2
@@ -88,6 +103,12 @@ class TrainConfig:
             problem = rule(getattr(self, name))
             if problem:
                 raise ConfigError(f"{problem}, got {getattr(self, name)!r}", field=name)
+        if self.patience is not None and not self.val:
+            raise ConfigError(
+                f"early stopping needs validation after every epoch (val=true), "
+                f"got {self.patience!r} with val=false",
+                field="patience",
+            )
         if self.warmup_epochs > self.epochs:
             raise ConfigError(
                 f"must not exceed epochs ({self.epochs}), got {self.warmup_epochs!r}",
@@ -154,6 +175,10 @@ def _flag(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
+def _amp(value: Any) -> str | None:
+    return None if isinstance(value, bool) or value == "bf16" else "must be true, false or bf16"
+
+
 def _choice(options: tuple[str, ...]) -> Rule:
     return lambda value: None if value in options else f"must be one of {', '.join(options)}"
 
@@ -172,10 +197,12 @@ _RULES = {
     "warmup_epochs": _number(0),
     "lr_final": _number(0, 1),
     "grad_clip": _optional(_number(0, closed="(]")),
-    "amp": _flag,
+    "amp": _amp,
     "ema": _flag,
     "ema_decay": _number(0, 1, closed="()"),
     "patience": _optional(_number(1, integer=True)),
+    "time": _optional(_number(0, closed="(]")),
+    "val": _flag,
     "seed": _number(0, 2**63 - 1, integer=True),
     "deterministic": _flag,
     "workers": _number(0, integer=True),

@@ -146,9 +146,10 @@ def _finite(value: Any) -> Any:
 class ResultsLog:
     """``results.csv``: one row per epoch, each appended and flushed as the epoch ends.
 
-    The columns are fixed by the first row written. A resumed run keeps the rows of the
-    epochs its checkpoint completed and drops later ones, which a killed run may have
-    written before its checkpoint.
+    The columns are those of the first row written, widened when a later row brings new
+    ones (the first validated epoch of a run that validates only at its end). A resumed run
+    keeps the rows of the epochs its checkpoint completed and drops later ones, which a
+    killed run may have written before its checkpoint.
 
     Args:
         path: Usually ``<run>/results.csv``.
@@ -179,6 +180,16 @@ class ResultsLog:
             writer.writerows(rows)
         write_atomic(self.path, lambda handle: handle.write(buffer.getvalue().encode()))
 
+    def _add_columns(self, row: Mapping[str, Any]) -> None:
+        """Widen the header with ``row``'s new columns, before ``lr`` and ``seconds``; the
+        rows already written get empty values there."""
+        old = self.columns or []
+        with self.path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        new = [name for name in row if name not in old]
+        self.columns = [*old[:-2], *new, *old[-2:]]
+        self._rewrite(rows)
+
     def append(
         self,
         epoch: int,
@@ -200,6 +211,8 @@ class ResultsLog:
         new_file = self.columns is None
         if new_file:
             self.columns = list(row)
+        elif not set(row) <= set(self.columns):  # e.g. the first validated epoch
+            self._add_columns(row)
         with self.path.open("a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, self.columns)
             if new_file:

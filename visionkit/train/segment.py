@@ -128,7 +128,7 @@ class SegmentationTask:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The batch's loss; its parts (``ce``, ``dice``) and their sum ``loss`` for the log."""
         images, masks = images_and_masks(batch, device)
-        parts = self._parts(model(images), masks)
+        parts = self._parts(model(images).float(), masks)  # losses in float32 under autocast
         total = torch.stack(list(parts.values())).sum()
         return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
 

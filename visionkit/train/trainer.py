@@ -9,6 +9,7 @@ optimiser and schedule, mixed precision, EMA, checkpoints, early stopping, loggi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -89,7 +90,7 @@ def train_one_epoch(
     *,
     ema: ModelEMA | None = None,
     grad_clip: float | None = None,
-    amp: bool = False,
+    amp: torch.dtype | None = None,
     progress: str | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``: loss, backward, clip, step, schedule and EMA per batch.
@@ -103,7 +104,7 @@ def train_one_epoch(
         device: Where ``model`` is.
         ema: Updated from the unwrapped model after each step.
         grad_clip: Maximum gradient norm, ``None`` for no clipping.
-        amp: Run the forward pass under float16 autocast (CUDA only).
+        amp: Run the forward pass under autocast to this type; ``None`` = full precision.
         progress: A progress bar's title; ``None`` shows no bar.
 
     Returns:
@@ -114,7 +115,8 @@ def train_one_epoch(
     batches = 0
     bar = tqdm(loader, desc=progress, disable=progress is None, leave=False, dynamic_ncols=True)
     for batch in bar:
-        with torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext():
+        autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+        with autocast:
             loss, parts = task.loss(model, batch, device)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -171,10 +173,11 @@ def evaluate(
 class Trainer:
     """Trains ``model`` on a task, one epoch after another, into a run folder.
 
-    Each epoch trains, evaluates (the EMA weights when on), appends to ``results.csv``,
-    rewrites ``metrics.json`` and writes ``weights/last.pt`` (and ``best.pt`` when the
-    fitness improved) atomically. Launched by torchrun, each process trains its share in
-    ``DistributedDataParallel`` and only the main process writes or prints.
+    Each epoch trains, evaluates (the EMA weights when on; with ``config.val`` off, only
+    the last epoch), appends to ``results.csv``, rewrites ``metrics.json`` and writes
+    ``weights/last.pt`` (and ``best.pt`` when the fitness improved) atomically. Launched
+    by torchrun, each process trains its share in ``DistributedDataParallel`` and only
+    the main process writes or prints.
 
     Args:
         model: The model; parameters with ``requires_grad=False`` stay frozen.
@@ -224,6 +227,8 @@ class Trainer:
         self.run_dir, self.args = Path(run_dir), dict(args or {})
         self.callbacks, self.resume = list(callbacks), resume
         self.epoch, self.best_epoch, self.best_fitness = 0, 0, float("-inf")
+        self.epochs = config.epochs  # the planned length: re-planned under ``config.time``
+        self.seconds = 0.0  # wall time of the finished epochs, resumed sessions included
         self.metrics: dict[str, dict[str, Any]] = {"best": {}, "last": {}}
         self.context = DistContext()
         self.device = torch.device("cpu")
@@ -240,12 +245,16 @@ class Trainer:
         return self.run_dir / "weights" / "best.pt"
 
     @property
-    def amp(self) -> bool:
-        """Whether mixed precision is in use: asked for, and on a CUDA device."""
-        return self.config.amp and self.device.type == "cuda"
+    def amp(self) -> torch.dtype | None:
+        """The autocast type of the forward passes (``config.amp``): float16 when asked
+        for on a CUDA device, bfloat16 when ``"bf16"`` is asked for, else ``None``."""
+        if self.config.amp == "bf16":
+            return torch.bfloat16
+        return torch.float16 if self.config.amp and self.device.type == "cuda" else None
 
     def fit(self) -> TrainResult:
-        """Train until ``config.epochs`` or early stopping; see the class docs."""
+        """Train until ``config.epochs`` (or the epochs that fit ``config.time``) or early
+        stopping; see the class docs."""
         self.context = init_distributed()
         with deterministic_mode(self.config.deterministic):
             result = self._fit()
@@ -263,13 +272,14 @@ class Trainer:
         train_loader, val_loader = self._loaders()
         self.optimizer = build_optimizer(model, config)
         self.scheduler = build_scheduler(self.optimizer, config, len(train_loader))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        # bfloat16 has float32's range: only float16 needs its loss scaled
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.ema = ModelEMA(model, config.ema_decay) if config.ema else None
         if checkpoint is not None:
             self._restore(checkpoint)
         self._start_files()
         wrapped = wrap_model(model, self.device, self.context)
-        while self.epoch < config.epochs and not broadcast_from_main(self._patience_ran_out()):
+        while self.epoch < self.epochs and not broadcast_from_main(self._patience_ran_out()):
             self._run_epoch(wrapped, train_loader, val_loader)
         return TrainResult(
             self.run_dir,
@@ -313,23 +323,52 @@ class Trainer:
         losses = train_one_epoch(
             model, self.task, train_loader, self.optimizer, self.scheduler, self.scaler,
             self.device, ema=self.ema, grad_clip=config.grad_clip, amp=self.amp,
-            progress=f"epoch {epoch}/{config.epochs}" if self._show_bar() else None,
+            progress=f"epoch {epoch}/{self.epochs}" if self._show_bar() else None,
         )  # fmt: skip
-        evaluated = self.ema.module if self.ema is not None else unwrap(model)
-        metrics = plain(evaluate(evaluated, self.task, val_loader, self.device))
-        fitness = float(metrics[self.task.fitness_key])
-        fitness = fitness if math.isfinite(fitness) else float("-inf")  # NaN never "improves"
-        improved = self.best_epoch == 0 or fitness > self.best_fitness
-        self.epoch, self.metrics["last"] = epoch, metrics
-        if improved:
-            self.best_fitness, self.best_epoch, self.metrics["best"] = fitness, epoch, metrics
+        if config.time is not None:  # before validating: this epoch may now be the last
+            self._plan_epochs(epoch, time.perf_counter() - started, len(train_loader))
+        metrics: dict[str, Any] = {}
+        improved = False
+        if config.val or epoch == self.epochs:
+            evaluated = self.ema.module if self.ema is not None else unwrap(model)
+            metrics = plain(evaluate(evaluated, self.task, val_loader, self.device))
+            improved = self._record_fitness(epoch, metrics)
+        self.epoch = epoch
+        seconds = time.perf_counter() - started
+        self.seconds += seconds
         if self.context.is_main:
-            self._log_epoch(losses, metrics, time.perf_counter() - started)
+            self._log_epoch(losses, metrics, seconds)
         for callback in self.callbacks:
             callback.on_epoch_end(self, epoch, metrics)
         rng = gather_from_all(rng_state())  # last: nothing may draw between this and epoch + 1
         if self.context.is_main:
             self._save(unwrap(model), improved, rng)
+
+    def _plan_epochs(self, epoch: int, seconds: float, steps_per_epoch: int) -> None:
+        """Set :attr:`epochs` to the whole epochs that fit ``config.time`` at the mean time
+        of the finished epochs (after the first epoch, at ``seconds``, its training time),
+        at least ``epoch``, the same in every process; stretch the schedule to match."""
+        budget = 3600 * (self.config.time or 0.0)
+        mean = self.seconds / (epoch - 1) if epoch > 1 else seconds
+        planned = broadcast_from_main(max(epoch, int(budget // mean)))
+        if planned == self.epochs:
+            return
+        self.epochs = planned
+        self.scheduler.lr_lambdas = [
+            dataclasses.replace(schedule, total_steps=planned * steps_per_epoch)
+            for schedule in self.scheduler.lr_lambdas
+        ]
+
+    def _record_fitness(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        """Keep ``metrics`` as the last (and, when its fitness is the best, the best)
+        validation; returns whether it is the best so far."""
+        fitness = float(metrics[self.task.fitness_key])
+        fitness = fitness if math.isfinite(fitness) else float("-inf")  # NaN never "improves"
+        improved = self.best_epoch == 0 or fitness > self.best_fitness
+        self.metrics["last"] = metrics
+        if improved:
+            self.best_fitness, self.best_epoch, self.metrics["best"] = fitness, epoch, metrics
+        return improved
 
     def _show_bar(self) -> bool:
         return self.context.is_main and not self.config.quiet and sys.stderr.isatty()
@@ -378,9 +417,11 @@ class Trainer:
             },
         )
         key = self.task.fitness_key
-        shown = {**{f"train/{k}": v for k, v in losses.items()}, f"val/{key}": metrics[key]}
+        shown = {f"train/{k}": v for k, v in losses.items()}
+        if metrics:  # not validated when ``val`` is off
+            shown[f"val/{key}"] = metrics[key]
         summary = "  ".join(f"{name} {value:.4g}" for name, value in shown.items())
-        self._say(f"epoch {self.epoch}/{self.config.epochs}  {summary}  {seconds:.1f}s")
+        self._say(f"epoch {self.epoch}/{self.epochs}  {summary}  {seconds:.1f}s")
 
     def _save(self, model: nn.Module, improved: bool, rng: list[dict[str, Any]]) -> None:
         """``last.pt`` always, ``best.pt`` on improvement, ``epoch<N>.pt`` every save_period."""
@@ -412,6 +453,7 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "rng": rng,
             "trainable": [name for name, p in model.named_parameters() if p.requires_grad],
+            "plan": {"epochs": self.epochs, "seconds": self.seconds},
         }
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
@@ -429,6 +471,9 @@ class Trainer:
         if checkpoint["scaler"]:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
+        plan = checkpoint.get("plan", {})
+        self.epochs = plan.get("epochs", self.config.epochs)
+        self.seconds = plan.get("seconds", 0.0)
         self.best_fitness, self.metrics = checkpoint["best_fitness"], checkpoint["metrics"]
         states = checkpoint["rng"]  # one per process; a different world size reuses them
         restore_rng(states[self.context.rank % len(states)])

@@ -183,7 +183,8 @@ class Yolo(Detector):
             {"boxes": t["boxes"].float() * s.repeat(2), "labels": t["labels"]}
             for t, s in zip(targets, scales, strict=True)
         ]
-        return self.criterion(cls_logits, box_logits, points, strides, scaled)
+        # the assignment and the losses in float32 even under autocast, as in forward_tensor
+        return self.criterion(cls_logits.float(), box_logits.float(), points, strides, scaled)
 
     def _select(
         self, boxes: torch.Tensor, scores: torch.Tensor, size: tuple[int, int]
