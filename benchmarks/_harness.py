@@ -129,8 +129,9 @@ def calibrate(
 
     Args:
         network, task: The model and the trainer's task for it (``task.loss``).
-        loader, val_loader: ``DataLoader`` s with the pipelines that ``Model.train`` uses;
-            with ``cache_images``, over datasets that cache, ``loader`` in a fixed order.
+        loader, val_loader: ``DataLoader`` s with the pipelines that ``Model.train`` uses,
+            ``loader`` in a fixed order (with ``cache_images``, over datasets that cache,
+            so that the batches decoded before the timing are the ones timed).
         steps: Timed training steps.
         budget_s: The family's training budget in seconds.
         settings: The run's ``Model.train`` settings, as the trainer applies them:

@@ -63,7 +63,7 @@ class _CatalogDataset(Dataset):
 
     @property
     def cache(self) -> bool:
-        """Decoded images are kept in memory (see the class docs)."""
+        """Decoded images are kept in memory (see :func:`load_dataset`)."""
         return self._cache is not None
 
     def _cached(self, kind: str, record: ImageRecord, read: Callable[[], T]) -> T:
