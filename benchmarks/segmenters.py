@@ -12,9 +12,9 @@ defaults, ``fcn-32s`` and ``fcn-8s`` share one backbone and one budget, which me
 the lectures' skip-layer claim (the skips recover boundaries that 32x upsampling blurs).
 
 Each family trains with ``Model.train``'s time budget (``time=``: after every epoch the
-run re-plans the whole epochs that fit and fits its schedule to them). Its first plan
-comes from a calibration (see ``_harness.py``): a throwaway copy of the model times a few
-training steps, data loading included, and two validation batches.
+run re-plans the steps that fit and ends its schedule, and its last epoch, with them).
+Its first plan comes from a calibration (see ``_harness.py``): a throwaway copy of the
+model times a few training steps, data loading included, and two validation batches.
 
 Every family is scored by :class:`~visionkit.metrics.segmentation.SegmentationMetrics`
 on the validation split in the images' own pixels (``Model.val``): mIoU, mean Boundary

@@ -101,7 +101,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     data = export_synthetic(root / "data", train=8, val=4, imgsz=64, workers=1)
     status = main(["detect", "train", f"data={data}", "model=yolo-n", "imgsz=64", "epochs=1",
                    "batch=4", f"project={root}", "workers=0", "quiet=true", "cache_images=true",
-                   "amp=bf16"])  # fmt: skip
+                   "amp=bf16", "cls=1.0"])  # fmt: skip
     assert status == 0
     return data, root / "detect" / "train"
 
@@ -113,6 +113,7 @@ def test_train_writes_the_run_folder_with_plots_and_predictions(trained):
         assert (run / name).is_file(), name
     recorded = yaml.safe_load((run / "args.yaml").read_text())
     assert recorded["cache_images"] is True and recorded["amp"] == "bf16"
+    assert recorded["cls"] == 1.0 and "box" not in recorded  # only the gains given
 
 
 def test_val_of_a_checkpoint_reproduces_the_runs_final_validation(trained, capsys):

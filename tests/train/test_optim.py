@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -96,6 +97,28 @@ def test_adamw_decays_weights_but_not_norms():
     assert torch.equal(model[3].bias, before["3.bias"])
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["betas"] == (0.9, 0.999)
+
+
+def test_adamw_is_fused_on_the_cpu_and_steps_as_the_per_tensor_loop_does():
+    torch.manual_seed(0)
+    fused_model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    looped_model = copy.deepcopy(fused_model)
+    config = TrainConfig(lr=0.01, weight_decay=0.05, warmup_epochs=0)
+    fused = build_optimizer(fused_model, config)
+    looped = torch.optim.AdamW(
+        parameter_groups(looped_model, 0.05), lr=0.01, betas=(0.9, 0.999), foreach=False
+    )
+    assert fused.defaults["fused"] and not looped.defaults["fused"]
+    inputs = torch.randn(5, 8, 4)
+    for batch in inputs:
+        for model, optimizer in ((fused_model, fused), (looped_model, looped)):
+            model(batch).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for a, b in zip(fused_model.parameters(), looped_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    on_meta = build_optimizer(_model().to("meta"), config)  # no fused kernel there
+    assert not on_meta.defaults["fused"]
 
 
 def test_sgd_uses_nesterov_momentum():

@@ -70,6 +70,13 @@ def test_epoch_means_are_per_batch(tiny_cnn, blobs):
     assert means["index"] == pytest.approx((1 + 2 + 3 + 4) / 4)
 
 
+def test_an_epoch_stops_after_max_steps(tiny_cnn, blobs):
+    loader = torch.utils.data.DataLoader(blobs(40), batch_size=10)
+    task = Steps()
+    means = _one_epoch(tiny_cnn(), task, loader, max_steps=3)
+    assert task.index == 3 and means["index"] == pytest.approx((1 + 2 + 3) / 3)
+
+
 def test_gradient_clipping_bounds_each_step(tiny_cnn, blobs):
     loader = torch.utils.data.DataLoader(blobs(40), batch_size=10)
     changes = {}
@@ -120,21 +127,33 @@ def test_val_off_validates_the_last_epoch_only(fast_config, tiny_cnn, blobs, tmp
     assert load_checkpoint(result.best_path)["epoch"] == 3
 
 
-def test_a_time_budget_plans_the_epochs_and_ends_the_schedule_with_them(
-    fast_config, tiny_cnn, blobs, tmp_path, monkeypatch
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_time_budget_plans_the_steps_and_ends_the_schedule_and_last_epoch_with_them(
+    fast_config, tiny_cnn, blobs, tmp_path, monkeypatch, interrupted
 ):
     clock = iter(range(0, 10_000, 10))  # every reading 10 s later: 10 s to train, 10 to validate
     monkeypatch.setattr(
         trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock))
     )
-    config = fast_config(epochs=2, time=75 / 3600, lr=0.01, lr_final=0.1, warmup_epochs=0)
-    trainer = Trainer(tiny_cnn(), ClassificationTask(4), blobs(64), blobs(16), config, tmp_path)
+    config = fast_config(epochs=2, time=80 / 3600, lr=0.01, lr_final=0.1, warmup_epochs=0)
+    train, val = blobs(64), blobs(16)
+    if interrupted:  # epoch 4 planned a 1-step epoch 5: the resumed run must keep the plan
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(tiny_cnn(), ClassificationTask(4), train, val, config, tmp_path,
+                    callbacks=[StopAt(5)]).fit()  # fmt: skip
+    trainer = Trainer(
+        tiny_cnn(), ClassificationTask(4), train, val, config, tmp_path, resume=interrupted
+    )
     result = trainer.fit()
-    # epoch 1 plans 7 from its 10 s of training; epoch 2 plans 3 from epoch 1's 20 s in all
-    assert result.epochs_run == 3 and trainer.epochs == 3
-    assert len(_rows(tmp_path / "results.csv")) == 3
+    # 2 steps an epoch. Steps planned at the mean seconds per step so far: 80 // (10 / 2) =
+    # 16 after epoch 1, then 80 // (30 / 4) = 10, 80 // (50 / 6) = 9, 80 // (70 / 8) = 9,
+    # and epoch 5 stops after 1 step, the 9th; at (90 / 9) s a step the plan stays 9.
+    assert (result.epochs_run, trainer.epochs, trainer.steps) == (5, 5, 9)
+    assert trainer.scheduler.last_epoch == 9
+    assert len(_rows(tmp_path / "results.csv")) == 5
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.1)  # cosine's end
-    assert load_checkpoint(trainer.last_path)["plan"] == {"epochs": 3, "seconds": 60}
+    plan = load_checkpoint(trainer.last_path)["plan"]
+    assert plan == {"epochs": 5, "steps": 9, "seconds": 100}
 
 
 def test_a_nan_fitness_never_counts_as_the_best(fast_config, tiny_cnn, blobs, tmp_path):

@@ -109,6 +109,9 @@ def fit(
     scale: tuple[float, float] = SCALE_RANGE,
     colour: bool = True,
     cache_images: bool = False,
+    box: float | None = None,
+    cls: float | None = None,
+    dfl: float | None = None,
     project: str | Path = "runs",
     name: str = "train",
     exist_ok: bool = False,
@@ -133,6 +136,8 @@ def fit(
             a CPU learn more with ``scale=(1, 1), colour=False, mosaic=0``.
         cache_images: Keep decoded images in memory after their first read (see
             :func:`~visionkit.data.datasets.load_dataset`): later epochs skip decoding.
+        box, cls, dfl: Weights of ``yolo``'s loss terms, as Ultralytics names them; None
+            keeps the family's (YOLOv8's 7.5, 0.5 and 1.5). Other families refuse them.
         project, name, exist_ok: The run folder (``name2``... when taken).
         resume: Continue the run ``name`` from its ``weights/last.pt``.
         **settings: Any :class:`~visionkit.train.TrainConfig` field (``lr``,
@@ -142,7 +147,8 @@ def fit(
         The :class:`~visionkit.train.TrainResult`; the model then holds the best weights.
 
     Raises:
-        ConfigError: A trained model's classes differ from the dataset's.
+        ConfigError: A trained model's classes differ from the dataset's; loss gains the
+            family's loss does not have.
         DataError: The model makes masks and an object of either split has no
             segmentation (the message names the file and the record), before any training.
     """
@@ -154,6 +160,9 @@ def fit(
     seed_everything(config.seed)  # the new network's initial weights too
     network = model._network(imgsz, num_classes=len(train_set.names))
     check_classes(network.config, train_set)
+    gains = {"box": box, "cls": cls, "dfl": dfl}
+    gains = {key: value for key, value in gains.items() if value is not None}
+    network.set_loss_gains(**gains)
     masks = network.makes_masks
     for dataset in (train_set, val_set):
         if masks:
@@ -172,7 +181,7 @@ def fit(
         callbacks.append(CloseMosaic(training, close_mosaic))
     run_dir = new_run_dir(project, "detect", name, exist_ok=exist_ok, resume=resume)
     args = {"data": str(data), "model": network.config.name, "mosaic": p}
-    args |= {"close_mosaic": close_mosaic, **augment, "cache_images": cache_images}
+    args |= {"close_mosaic": close_mosaic, **augment, "cache_images": cache_images, **gains}
     task = DetectionTask(network.num_classes, imgsz=size, masks=masks)
     result = Trainer(
         network, task, training, val_set, config, run_dir,

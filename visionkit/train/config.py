@@ -51,10 +51,11 @@ class TrainConfig:
             Needs ``val``.
         time: Training budget in hours (as Ultralytics' ``time``); ``None`` = off. It
             replaces ``epochs`` as the run's length: after each epoch's training the run
-            plans the whole epochs that fit the budget at the mean epoch time so far, and
-            the learning-rate schedule stretches or shrinks to end with them (``epochs``
-            is the first plan). With ``val=False`` the one validation comes on top. A
-            resumed run keeps its plan and counts the time its checkpoint had spent.
+            plans the optimiser steps that fit the budget at the mean time per step so
+            far (validations included), the learning-rate schedule stretches or shrinks to
+            end with them, and the last epoch stops early where they end (``epochs`` is
+            the first plan). With ``val=False`` the one validation comes on top. A resumed
+            run keeps its plan and counts the time its checkpoint had spent.
         val: Validate after every epoch. ``False`` validates after the last epoch only
             (``best.pt`` is then the last weights), which leaves short runs, where the
             validation pass is a tenth of an epoch or more, more epochs in the same time.

@@ -49,11 +49,15 @@ class ModelEMA:
         """Move the average towards ``model``'s current weights by one step."""
         weight = 1 - self.current_decay()
         source = model.state_dict()
+        averages, sources = [], []
         for name, average in self.module.state_dict().items():
             if average.is_floating_point():
-                average.lerp_(source[name].detach(), weight)
+                averages.append(average)
+                sources.append(source[name].detach())
             else:
                 average.copy_(source[name])
+        if averages:  # one call: a loop over the tensors costs more than the arithmetic
+            torch._foreach_lerp_(averages, sources, weight)
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:

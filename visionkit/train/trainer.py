@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import sys
 import time
@@ -92,6 +93,7 @@ def train_one_epoch(
     grad_clip: float | None = None,
     amp: torch.dtype | None = None,
     progress: str | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``: loss, backward, clip, step, schedule and EMA per batch.
 
@@ -106,6 +108,8 @@ def train_one_epoch(
         grad_clip: Maximum gradient norm, ``None`` for no clipping.
         amp: Run the forward pass under autocast to this type; ``None`` = full precision.
         progress: A progress bar's title; ``None`` shows no bar.
+        max_steps: Stop after this many batches (a time budget's last, shortened epoch);
+            ``None`` = the whole loader.
 
     Returns:
         The epoch's mean of every loss part, averaged over processes.
@@ -114,7 +118,7 @@ def train_one_epoch(
     totals: dict[str, float] = {}
     batches = 0
     bar = tqdm(loader, desc=progress, disable=progress is None, leave=False, dynamic_ncols=True)
-    for batch in bar:
+    for batch in itertools.islice(bar, max_steps):
         autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
         with autocast:
             loss, parts = task.loss(model, batch, device)
@@ -228,6 +232,7 @@ class Trainer:
         self.callbacks, self.resume = list(callbacks), resume
         self.epoch, self.best_epoch, self.best_fitness = 0, 0, float("-inf")
         self.epochs = config.epochs  # the planned length: re-planned under ``config.time``
+        self.steps: int | None = None  # under ``config.time``: the planned optimiser steps
         self.seconds = 0.0  # wall time of the finished epochs, resumed sessions included
         self.metrics: dict[str, dict[str, Any]] = {"best": {}, "last": {}}
         self.context = DistContext()
@@ -253,7 +258,7 @@ class Trainer:
         return torch.float16 if self.config.amp and self.device.type == "cuda" else None
 
     def fit(self) -> TrainResult:
-        """Train until ``config.epochs`` (or the epochs that fit ``config.time``) or early
+        """Train until ``config.epochs`` (or the steps that fit ``config.time``) or early
         stopping; see the class docs."""
         self.context = init_distributed()
         with deterministic_mode(self.config.deterministic):
@@ -324,9 +329,10 @@ class Trainer:
             model, self.task, train_loader, self.optimizer, self.scheduler, self.scaler,
             self.device, ema=self.ema, grad_clip=config.grad_clip, amp=self.amp,
             progress=f"epoch {epoch}/{self.epochs}" if self._show_bar() else None,
+            max_steps=None if self.steps is None else self.steps - self.scheduler.last_epoch,
         )  # fmt: skip
         if config.time is not None:  # before validating: this epoch may now be the last
-            self._plan_epochs(epoch, time.perf_counter() - started, len(train_loader))
+            self._plan_steps(epoch, time.perf_counter() - started, len(train_loader))
         metrics: dict[str, Any] = {}
         improved = False
         if config.val or epoch == self.epochs:
@@ -344,18 +350,22 @@ class Trainer:
         if self.context.is_main:
             self._save(unwrap(model), improved, rng)
 
-    def _plan_epochs(self, epoch: int, seconds: float, steps_per_epoch: int) -> None:
-        """Set :attr:`epochs` to the whole epochs that fit ``config.time`` at the mean time
-        of the finished epochs (after the first epoch, at ``seconds``, its training time),
-        at least ``epoch``, the same in every process; stretch the schedule to match."""
+    def _plan_steps(self, epoch: int, seconds: float, steps_per_epoch: int) -> None:
+        """Set :attr:`steps` to the optimiser steps that fit ``config.time`` at the mean
+        time per step so far (the finished epochs, validations included, and ``seconds`` of
+        training in this one), at least those taken, the same in every process; set
+        :attr:`epochs` to the epochs they start (the last one shortened) and make the
+        schedule end with them."""
         budget = 3600 * (self.config.time or 0.0)
-        mean = self.seconds / (epoch - 1) if epoch > 1 else seconds
-        planned = broadcast_from_main(max(epoch, int(budget // mean)))
-        if planned == self.epochs:
+        taken = self.scheduler.last_epoch
+        per_step = (self.seconds + seconds) / taken
+        planned = broadcast_from_main(max(taken, int(budget // per_step)))
+        self.epochs = max(epoch, -(-planned // steps_per_epoch))
+        if planned == self.steps:
             return
-        self.epochs = planned
+        self.steps = planned
         self.scheduler.lr_lambdas = [
-            dataclasses.replace(schedule, total_steps=planned * steps_per_epoch)
+            dataclasses.replace(schedule, total_steps=planned)
             for schedule in self.scheduler.lr_lambdas
         ]
 
@@ -453,7 +463,7 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "rng": rng,
             "trainable": [name for name, p in model.named_parameters() if p.requires_grad],
-            "plan": {"epochs": self.epochs, "seconds": self.seconds},
+            "plan": {"epochs": self.epochs, "steps": self.steps, "seconds": self.seconds},
         }
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
@@ -473,6 +483,7 @@ class Trainer:
         self.epoch, self.best_epoch = checkpoint["epoch"], checkpoint["best_epoch"]
         plan = checkpoint.get("plan", {})
         self.epochs = plan.get("epochs", self.config.epochs)
+        self.steps = plan.get("steps")
         self.seconds = plan.get("seconds", 0.0)
         self.best_fitness, self.metrics = checkpoint["best_fitness"], checkpoint["metrics"]
         states = checkpoint["rng"]  # one per process; a different world size reuses them

@@ -116,6 +116,31 @@ def test_train_mode_losses_with_images_of_any_size_and_without_boxes() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def test_loss_gains_scale_their_terms_and_unknown_or_negative_ones_are_refused() -> None:
+    model = _model().train()
+    images, targets = [torch.rand(3, 64, 64)], [_target([[4, 6, 30, 40]], [2])]
+    before = model(images, targets)
+    model.set_loss_gains(cls=2.0, dfl=0.0)  # YOLOv8's cls is 0.5: four times; dfl off
+    after = model(images, targets)
+    assert after["loss_cls"].item() == pytest.approx(4 * before["loss_cls"].item())
+    assert after["loss_box"].item() == pytest.approx(before["loss_box"].item())
+    assert after["loss_dfl"].item() == 0
+    model.set_loss_gains()  # the defaults again
+    assert model(images, targets)["loss_cls"].item() == pytest.approx(before["loss_cls"].item())
+    for gains, field in (({"obj": 1.0}, "obj"), ({"box": -1.0}, "box"), ({"cls": "1"}, "cls")):
+        with pytest.raises(ConfigError) as caught:
+            model.set_loss_gains(**gains)
+        assert caught.value.field == field
+
+
+def test_a_family_without_loss_gains_refuses_them() -> None:
+    model = create_model("fasterrcnn-small", num_classes=3)
+    model.set_loss_gains()  # nothing asked: nothing to refuse
+    with pytest.raises(ConfigError, match="fasterrcnn-small's loss has no gains") as caught:
+        model.set_loss_gains(cls=1.0)
+    assert caught.value.field == "cls"
+
+
 def test_labels_outside_the_classes_are_refused() -> None:
     model = _model(num_classes=3).train()
     with pytest.raises(ConfigError, match="labels"):

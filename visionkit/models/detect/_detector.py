@@ -104,6 +104,19 @@ class Detector(nn.Module):
     def _apply_thresholds(self, thresholds: Thresholds) -> None:
         """Push ``thresholds`` into wrapped modules; nothing to do when ``forward`` reads them."""
 
+    def set_loss_gains(self, **gains: float) -> None:
+        """Weigh the training loss's terms by name (``yolo``: ``cls``, ``box`` and ``dfl``,
+        as Ultralytics' training settings); the others take the family's defaults.
+
+        Raises:
+            ConfigError: A name this family's loss does not weigh (any name, for a family
+                whose loss is its library's own).
+        """
+        if gains:
+            raise ConfigError(
+                f"{self.config.name}'s loss has no gains to set", field=next(iter(gains))
+            )
+
     @staticmethod
     def check_inputs(
         images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None, training: bool

@@ -34,7 +34,7 @@ from visionkit.models.detect._yolo_blocks import (
     distances_to_boxes,
     expected_distances,
 )
-from visionkit.models.detect._yolo_loss import YoloLoss
+from visionkit.models.detect._yolo_loss import LossGains, YoloLoss
 from visionkit.models.registry import register_model
 from visionkit.models.weights import apply_state_dict, read_state_dict, resolve_weights
 from visionkit.ops.boxes import batched_nms, clip_boxes
@@ -199,6 +199,21 @@ class Yolo(Detector):
         kept = batched_nms(candidates, top_scores, labels, self.thresholds.iou)
         kept = kept[: self.thresholds.max_det]
         return {"boxes": candidates[kept], "scores": top_scores[kept], "labels": labels[kept]}
+
+    def set_loss_gains(self, **gains: float) -> None:
+        """Weigh :class:`YoloLoss`'s terms ``cls``, ``box`` and ``dfl``: the gains given,
+        :class:`LossGains`' defaults for the others.
+
+        Raises:
+            ConfigError: Another name, or a gain that is not a number of at least 0.
+        """
+        known = {field.name for field in dataclasses.fields(LossGains)}
+        for name, gain in gains.items():
+            if name not in known:
+                raise ConfigError(f"yolo's loss weighs {sorted(known)}, not {name!r}", field=name)
+            if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain >= 0:
+                raise ConfigError(f"must be a number of at least 0, got {gain!r}", field=name)
+        self.criterion.gains = LossGains(**gains)
 
     def reset_classes(self, num_classes: int) -> None:
         """Replace the classification outputs with fresh ones for ``num_classes`` classes
