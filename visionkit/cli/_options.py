@@ -46,7 +46,7 @@ SETTINGS = [
     Option("amp", "mixed precision: true (float16, CUDA only), bf16 or false", parse_amp),
     Option("ema", "keep an EMA of the weights (true/false)", parse_bool),
     Option("patience", "stop after this many epochs without improvement", int),
-    Option("time", "training budget in hours: the epochs that fit it (replaces epochs)", float),
+    Option("time", "training budget in hours: the steps that fit it (replaces epochs)", float),
     Option("val", "validate every epoch (true) or only the last (false)", parse_bool),
     Option("seed", "random seed", int),
     Option("deterministic", "deterministic algorithms (true/false)", parse_bool),

@@ -16,8 +16,9 @@ exactly where it stopped, and nothing that ``torch.load(weights_only=True)`` ref
   and Python generator states, as tensors and lists);
 - ``"trainable"``: names of the parameters that required gradients, so a resumed run of a
   partly frozen model freezes the same parameters;
-- ``"plan"`` (optional): ``{"epochs": planned epochs, "seconds": wall time of the finished
-  epochs}``, which a run with a time budget continues from.
+- ``"plan"`` (optional): ``{"epochs": planned epochs, "steps": planned optimiser steps
+  (``None`` before the first plan), "seconds": wall time of the finished epochs}``, which a
+  run with a time budget continues from.
 
 Files are written to a temporary file in the same folder, flushed to disk and renamed over
 the target, so a run killed at any moment leaves either the old or the new file whole.
