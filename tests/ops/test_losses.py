@@ -11,10 +11,13 @@ import torchvision.ops
 from visionkit.errors import ConfigError, DataError
 from visionkit.ops.losses import (
     ciou_loss,
+    class_shares,
     dice_loss,
     diou_loss,
     giou_loss,
     sigmoid_focal_loss,
+    soft_cross_entropy,
+    soft_dice_loss,
     varifocal_loss,
 )
 
@@ -265,3 +268,58 @@ def test_dice_loss_refuses_labels_out_of_range_and_unfit_shapes() -> None:
         dice_loss(logits, torch.tensor([[[0, 3], [7, 255]]]))
     with pytest.raises(ConfigError, match="field 'targets'"):
         dice_loss(logits, torch.zeros(1, 2, 3, dtype=torch.int64))
+
+
+def test_class_shares_average_each_cell_and_leave_ignored_pixels_out() -> None:
+    targets = torch.tensor([[[0, 0, 1, 1], [0, 2, 1, 255], [2, 2, 255, 255], [2, 2, 255, 255]]])
+    shares = class_shares(targets, 3, (2, 2))
+    expected = torch.tensor(  # [C, 2, 2]: top-left, top-right, bottom-left, bottom-right
+        [[[0.75, 0.0], [0.0, 0.0]], [[0.0, 0.75], [0.0, 0.0]], [[0.25, 0.0], [1.0, 0.0]]]
+    )
+    assert torch.equal(shares[0], expected)
+    assert torch.equal(class_shares(targets, 3), class_shares(targets, 3, (4, 4)))
+    assert class_shares(targets, 3).sum(dim=1).tolist() == (targets != 255).float().tolist()
+    uneven = class_shares(targets, 3, (3, 3))  # overlapping 2x2 cells, as adaptive pooling
+    assert uneven[0, :, 0, 0].tolist() == pytest.approx([0.75, 0.0, 0.25])
+    assert uneven[0, :, 1, 1].tolist() == pytest.approx([0.0, 0.25, 0.5])
+
+
+def test_class_shares_refuse_labels_out_of_range_and_unfit_shapes() -> None:
+    with pytest.raises(DataError, match=r"target values \[4\] are outside 0..2"):
+        class_shares(torch.tensor([[[0, 4]]]), 3, (1, 1))
+    with pytest.raises(ConfigError, match="field 'targets'"):
+        class_shares(torch.zeros(2, 2, dtype=torch.int64), 3)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_soft_cross_entropy_of_one_hot_shares_is_torch_cross_entropy(smoothing) -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 5, 6, generator=generator)
+    targets = torch.randint(0, 4, (2, 5, 6), generator=generator)
+    targets[0, :2] = 255
+    expected = torch.nn.functional.cross_entropy(
+        logits, targets, ignore_index=255, label_smoothing=smoothing
+    )
+    found = soft_cross_entropy(logits, class_shares(targets, 4), smoothing)
+    assert found.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_soft_cross_entropy_of_a_mixed_cell_by_hand() -> None:
+    # one cell, p = (0.5, 0.25, 0.25), shares (0.25, 0.5, 0): 3/4 of its pixels labelled
+    logits = _logits_of([[0.5, 0.25, 0.25]])
+    shares = torch.tensor([0.25, 0.5, 0.0], dtype=torch.float64)[None, :, None, None]
+    expected = -(0.25 * math.log(0.5) + 0.5 * math.log(0.25)) / 0.75
+    assert soft_cross_entropy(logits, shares).item() == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ConfigError, match="field 'shares'"):
+        soft_cross_entropy(logits, shares[:, :2])
+
+
+def test_soft_dice_weighs_a_cell_by_its_labelled_share() -> None:
+    # cell 1: p = (0.75, 0.25), shares (0.5, 0) (half ignored); cell 2: p = (0.5, 0.5),
+    # shares (0, 1). Probabilities count times the labelled share: cell 1's are halved.
+    logits = _logits_of([[0.75, 0.25], [0.5, 0.5]])
+    shares = torch.tensor([[0.5, 0.0], [0.0, 1.0]], dtype=torch.float64).T[None, :, None, :]
+    class_0 = 2 * (0.375 * 0.5) / ((0.375 + 0.5) + 0.5)
+    class_1 = 2 * 0.5 / ((0.125 + 0.5) + 1.0)
+    expected = 1 - (class_0 + class_1) / 2
+    assert soft_dice_loss(logits, shares).item() == pytest.approx(expected, abs=1e-6)

@@ -26,7 +26,7 @@ from visionkit.data.transforms import segmentation_transforms
 from visionkit.errors import ConfigError, DataError
 from visionkit.metrics.segmentation import segmentation_metrics
 from visionkit.models import ModelConfig, SemanticSegmenter
-from visionkit.ops.losses import dice_loss
+from visionkit.ops.losses import class_shares, dice_loss, soft_cross_entropy, soft_dice_loss
 from visionkit.train.segment import (
     SegmentationTask,
     WithOriginalMasks,
@@ -94,7 +94,7 @@ def test_the_loss_is_the_named_terms_and_each_is_logged(name):
     masks = torch.randint(0, 3, (2, 5, 5), generator=generator)
     masks[:, 0] = 255
     model = LookupSegmenter({}, 3)
-    model.forward = lambda images: logits * model.scale  # the logits of this test
+    model.forward_logits = lambda images: logits * model.scale  # the logits of this test
     task = SegmentationTask(3, loss=name)
     total, parts = task.loss(model, (torch.zeros(2, 3, 5, 5), masks), CPU)
     expected = {
@@ -120,11 +120,34 @@ def test_an_unknown_loss_and_bad_settings_are_refused():
 def test_label_smoothing_reaches_the_cross_entropy():
     logits, masks = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
     model = LookupSegmenter({}, 3)
-    model.forward = lambda images: logits
+    model.forward_logits = lambda images: logits
     _, parts = SegmentationTask(3, loss="ce", label_smoothing=0.2).loss(
         model, (torch.zeros(1, 3, 4, 4), masks), CPU
     )
     assert parts["ce"] == pytest.approx(F.cross_entropy(logits, masks, label_smoothing=0.2).item())
+
+
+def test_coarse_logits_are_trained_against_the_class_shares_of_their_cells():
+    # a quarter-size model: its 2x2 logits meet the shares of 2x2-pixel cells, and are
+    # never upsampled; a model that is not a SemanticSegmenter gets its plain call.
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 2, 2, generator=generator)
+    masks = torch.randint(0, 3, (2, 4, 4), generator=generator)
+    masks[0, 0] = 255
+    model = LookupSegmenter({}, 3)
+    model.forward_logits = lambda images: logits * model.scale
+    _, parts = SegmentationTask(3).loss(model, (torch.zeros(2, 3, 4, 4), masks), CPU)
+    shares = class_shares(masks, 3, (2, 2))
+    assert parts["ce"] == pytest.approx(soft_cross_entropy(logits, shares).item())
+    assert parts["dice"] == pytest.approx(soft_dice_loss(logits, shares).item())
+    upsampled = F.interpolate(logits, size=(4, 4), mode="bilinear", align_corners=False)
+    assert parts["ce"] != pytest.approx(F.cross_entropy(upsampled, masks, ignore_index=255).item())
+
+    plain = torch.nn.Conv2d(3, 3, 1)
+    images = torch.randn(2, 3, 4, 4, generator=generator)
+    _, parts = SegmentationTask(3, loss="ce").loss(plain, (images, masks), CPU)
+    expected = F.cross_entropy(plain(images), masks, ignore_index=255).item()
+    assert parts["ce"] == pytest.approx(expected)
 
 
 def test_a_perfect_model_scores_near_one_in_the_original_pixels(val_set):

@@ -1,5 +1,6 @@
 """Losses: focal and varifocal classification losses, GIoU/DIoU/CIoU box losses, and the
-soft Dice loss of semantic segmentation.
+losses of semantic segmentation: soft Dice, and cross-entropy and Dice against each logit
+cell's class shares (for logits coarser than the masks).
 
 They live in ``ops`` because a detector computes its loss inside ``forward`` in train
 mode (torchvision's contract), so the models must be able to import them;
@@ -184,6 +185,77 @@ def ciou_loss(
     return _reduce(1 - paired_complete_box_iou(boxes1, boxes2, eps), reduction)
 
 
+def class_shares(
+    targets: torch.Tensor,
+    num_classes: int,
+    size: tuple[int, int] | torch.Size | None = None,
+    ignore_index: int | None = 255,
+) -> torch.Tensor:
+    """Each class's share of every cell of a ``size`` grid laid over class-index targets.
+
+    The one-hot targets are averaged over the pixels of each cell (area interpolation, as
+    ``F.adaptive_avg_pool2d`` splits the image), so a model whose logits are coarser than
+    its masks, e.g. at a quarter of the input size, can be trained against what each of
+    its cells covers instead of upsampling its logits to every pixel. Pixels whose target
+    is ``ignore_index`` belong to no class: a cell's shares sum to its fraction of
+    labelled pixels (0 for a cell of ignored pixels only).
+
+    Args:
+        targets: Integer ``[B, H, W]`` class indices in ``[0, C)`` or ``ignore_index``.
+        num_classes: ``C``.
+        size: ``(h, w)`` of the grid; ``None`` keeps ``(H, W)`` (plain one-hot targets).
+        ignore_index: Target value of unlabelled pixels, or None.
+
+    Returns:
+        float32 ``[B, C, h, w]`` shares in ``[0, 1]``.
+
+    Raises:
+        ConfigError: ``targets`` are not ``[B, H, W]``.
+        DataError: A target outside ``[0, C)`` that is not ``ignore_index`` (names it).
+
+    Example:
+        >>> class_shares(torch.tensor([[[0, 1], [1, 255]]]), 2, (1, 1))[0, :, 0, 0]
+        tensor([0.2500, 0.5000])
+    """
+    if targets.dim() != 3:
+        raise ConfigError(f"targets must be [B, H, W], got {list(targets.shape)}", field="targets")
+    valid = _valid_targets(targets, num_classes, ignore_index)
+    shares = _one_hot(targets, valid, num_classes)
+    if size is None or tuple(size) == tuple(targets.shape[-2:]):
+        return shares
+    (height, width), (rows, cols) = targets.shape[-2:], size
+    if height % rows == 0 and width % cols == 0:  # equal cells: 2x faster than adaptive
+        return F.avg_pool2d(shares, (height // rows, width // cols))
+    return F.adaptive_avg_pool2d(shares, (rows, cols))
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, shares: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy against class shares (:func:`class_shares`), per labelled pixel.
+
+    Each cell's loss is ``-sum_c t_c * log_softmax(logits)_c`` with ``t`` its shares,
+    smoothed as ``F.cross_entropy`` smooths labels (``t * (1 - s) + s / C``, scaled to
+    the cell's labelled fraction); the mean divides by the number of labelled pixels, so
+    one-hot shares of every pixel give ``F.cross_entropy``'s value with
+    ``ignore_index``.
+
+    Args:
+        logits: ``[B, C, h, w]`` scores; computed in float32.
+        shares: ``[B, C, h, w]`` class shares (summing to at most 1 over ``C``).
+        label_smoothing: In ``[0, 1)``.
+
+    Returns:
+        A scalar; 0 (still in the graph) when no pixel is labelled.
+    """
+    _check_same_shape(logits, shares, "shares")
+    labelled = shares.sum(dim=1, keepdim=True)
+    if label_smoothing:
+        shares = shares * (1 - label_smoothing) + labelled * (label_smoothing / shares.shape[1])
+    loss = -(shares * logits.float().log_softmax(dim=1)).sum()
+    return loss / labelled.sum().clamp(min=1e-12)
+
+
 def dice_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -227,6 +299,50 @@ def dice_loss(
             field="targets",
         )
     num_classes = logits.shape[1]
+    valid = _valid_targets(targets, num_classes, ignore_index)
+    return soft_dice_loss(logits, _one_hot(targets, valid, num_classes), eps)
+
+
+def soft_dice_loss(logits: torch.Tensor, shares: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """:func:`dice_loss` against class shares (:func:`class_shares`) instead of indices.
+
+    A cell's probabilities are weighted by its labelled fraction (the sum of its shares),
+    so a partly ignored cell counts in proportion and a wholly ignored one nowhere; a class
+    is present when any cell has a share of it. One-hot shares give :func:`dice_loss`.
+
+    Args:
+        logits: ``[B, C, *]`` scores; computed in float32.
+        shares: ``[B, C, *]`` class shares (summing to at most 1 over ``C``).
+        eps: Added to each denominator against division by zero.
+
+    Returns:
+        A scalar in ``[0, 1]``; 0 (still in the graph) when no class is present.
+    """
+    _check_same_shape(logits, shares, "shares")
+    dims = [0, *range(2, logits.dim())]  # every dimension but the classes'
+    probs = logits.float().softmax(dim=1) * shares.sum(dim=1, keepdim=True)
+    intersection = (probs * shares).sum(dim=dims)
+    truth = shares.sum(dim=dims)
+    present = truth > 0
+    if not present.any():
+        return 0.0 * logits.sum()
+    dice = 2 * intersection[present] / (probs.sum(dim=dims)[present] + truth[present] + eps)
+    return 1 - dice.mean()
+
+
+def _one_hot(targets: torch.Tensor, valid: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """float32 one-hot ``[B, C, *]`` of ``targets`` ``[B, *]``, all zeros where not ``valid``."""
+    batch, *rest = targets.shape
+    onehot = torch.zeros(batch, num_classes, *rest, device=targets.device)
+    index = torch.where(valid, targets, 0).long().unsqueeze(1)
+    return onehot.scatter_(1, index, valid.unsqueeze(1).float())
+
+
+def _valid_targets(
+    targets: torch.Tensor, num_classes: int, ignore_index: int | None
+) -> torch.Tensor:
+    """bool mask of the labelled targets; raises :class:`DataError` naming any value
+    outside ``[0, num_classes)`` that is not ``ignore_index``."""
     valid = torch.ones_like(targets, dtype=torch.bool)
     if ignore_index is not None:
         valid = targets != ignore_index
@@ -238,15 +354,7 @@ def dice_loss(
             f"value {ignore_index}",
             field="targets",
         )
-    probs = logits.float().softmax(dim=1).movedim(1, -1)[valid]  # [N, C]
-    onehot = F.one_hot(targets[valid].long(), num_classes).to(probs.dtype)  # [N, C]
-    intersection = (probs * onehot).sum(dim=0)
-    total = probs.sum(dim=0) + onehot.sum(dim=0)
-    present = onehot.sum(dim=0) > 0
-    if not present.any():
-        return 0.0 * logits.sum()
-    dice = 2 * intersection[present] / (total[present] + eps)
-    return 1 - dice.mean()
+    return valid
 
 
 def _check_reduction(reduction: str) -> None:

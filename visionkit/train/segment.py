@@ -6,6 +6,14 @@ class-index masks (255 = :data:`~visionkit.data.records.IGNORE_INDEX`, padding i
 from :class:`~visionkit.data.datasets.SegmentationDataset` samples. The model keeps the
 contract of :mod:`visionkit.models.segment`: logits ``[B, C, S, S]`` at the input size.
 
+Training computes the loss where a
+:class:`~visionkit.models.segment.SemanticSegmenter` predicts: logits at a quarter of the
+input size (``unet``, ``deeplabv3plus``, SegFormer) meet each of their cells' class shares
+(:func:`~visionkit.ops.losses.class_shares`) instead of being upsampled to every pixel.
+That is the same loss for a model whose logits are at input size, and for the others it
+skips the upsampling and a softmax over every pixel: ``unet``'s training step at 256 px
+takes half the time. Validation scores the upsampled logits, in the images' pixels.
+
 For validation, :class:`WithOriginalMasks` adds each image's mask as read; the batch is
 then ``(images, masks, originals)`` and the logits are mapped back to the original pixels
 (the evaluation pipeline only resizes and pads at the bottom right, see
@@ -28,8 +36,9 @@ from visionkit.data.records import IGNORE_INDEX
 from visionkit.data.transforms import eval_scale
 from visionkit.errors import ConfigError, DataError
 from visionkit.metrics.segmentation import SegmentationMetrics
-from visionkit.ops.losses import dice_loss
-from visionkit.train.distributed import all_reduce_sum
+from visionkit.models.segment._segmenter import SemanticSegmenter
+from visionkit.ops.losses import class_shares, soft_cross_entropy, soft_dice_loss
+from visionkit.train.distributed import all_reduce_sum, unwrap
 
 __all__ = [
     "LOSSES",
@@ -128,7 +137,11 @@ class SegmentationTask:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The batch's loss; its parts (``ce``, ``dice``) and their sum ``loss`` for the log."""
         images, masks = images_and_masks(batch, device)
-        parts = self._parts(model(images).float(), masks)  # losses in float32 under autocast
+        if isinstance(unwrap(model), SemanticSegmenter):
+            logits = model(images, at_input_size=False)
+        else:
+            logits = model(images)
+        parts = self._parts(logits.float(), masks)  # losses in float32 under autocast
         total = torch.stack(list(parts.values())).sum()
         return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
 
@@ -154,15 +167,14 @@ class SegmentationTask:
         return {"loss": total / count if count else float("nan"), **metrics.compute()}
 
     def _parts(self, logits: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss terms that :attr:`loss_name` asks for."""
+        """The loss terms that :attr:`loss_name` asks for, against each logit cell's class
+        shares (:func:`~visionkit.ops.losses.class_shares`; one-hot at the masks' size)."""
+        shares = class_shares(masks, self.num_classes, logits.shape[-2:], self.ignore_index)
         parts = {}
         if "ce" in self.loss_name.split("+"):
-            parts["ce"] = F.cross_entropy(
-                logits, masks, ignore_index=self.ignore_index,
-                label_smoothing=self.label_smoothing,
-            )  # fmt: skip
+            parts["ce"] = soft_cross_entropy(logits, shares, self.label_smoothing)
         if "dice" in self.loss_name:
-            parts["dice"] = dice_loss(logits, masks, ignore_index=self.ignore_index)
+            parts["dice"] = soft_dice_loss(logits, shares)
         return parts
 
 

@@ -51,6 +51,25 @@ def test_inputs_smaller_than_the_total_stride_work(size):
     logits.sum().backward()  # train mode: BatchNorm sees two values at the 1x1 bottom
 
 
+def test_fused_scores_add_every_deeper_decoder_stage_to_the_logits():
+    torch.manual_seed(0)
+    model = create_model("unet", num_classes=3).eval()  # fuse_scores by default
+    assert [side.in_channels for side in model.head.sides] == [128, 64, 32]
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fused = model.forward_logits(images)
+        for side in model.head.sides:  # silence the deep stages' scores
+            torch.nn.init.zeros_(side.weight)
+            torch.nn.init.zeros_(side.bias)
+        plain = model.forward_logits(images)
+        model.head.sides[0].bias.fill_(1.0)  # the deepest stage: a constant 1 everywhere
+        shifted = model.forward_logits(images)
+    assert (fused - plain).abs().amax() > 1e-3
+    assert torch.allclose(shifted - plain, torch.ones_like(plain), atol=1e-5)
+    assert len(create_model("unet", num_classes=3, fuse_scores=False).head.sides) == 0
+    assert len(create_model("unet-l", num_classes=3).head.sides) == 0  # the paper's U-Net
+
+
 def test_unet_l_has_the_papers_widths():
     model = create_model("unet-l", num_classes=2)
     assert model.stem[0][0].out_channels == 64
@@ -61,7 +80,13 @@ def test_unet_l_has_the_papers_widths():
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("depth", 0), ("base_width", 2.5), ("upsampling", "nearest"), ("stem_stride", 3)],
+    [
+        ("depth", 0),
+        ("base_width", 2.5),
+        ("upsampling", "nearest"),
+        ("stem_stride", 3),
+        ("fuse_scores", "yes"),
+    ],
 )
 def test_bad_options_are_refused_by_name(option, value):
     with pytest.raises(ConfigError, match=option):

@@ -44,9 +44,16 @@ class SemanticSegmenter(nn.Module):
         """Logits ``[B, C, h, w]`` of images ``[B, 3, H, W]``, at any resolution."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, C, H, W]`` of normalised images ``[B, 3, H, W]``, at input size."""
-        return resize_logits(self.forward_logits(x), x.shape[-2:])
+    def forward(self, x: torch.Tensor, *, at_input_size: bool = True) -> torch.Tensor:
+        """Logits ``[B, C, H, W]`` of normalised images ``[B, 3, H, W]``, at input size.
+
+        ``at_input_size=False`` returns :meth:`forward_logits`' own resolution instead: a
+        training loss computed there, against each cell's class shares, skips upsampling
+        and a softmax over every pixel (through ``DistributedDataParallel`` as well, which
+        passes keyword arguments on).
+        """
+        logits = self.forward_logits(x)
+        return resize_logits(logits, x.shape[-2:]) if at_input_size else logits
 
 
 def resize_logits(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Training losses: what a model's parameters are fitted to minimise.
 
-The detection losses, the segmentation Dice loss and the set matcher are defined in
+The detection losses, the segmentation losses on class shares (Dice, soft
+cross-entropy) and the set matcher are defined in
 :mod:`visionkit.ops.losses` and :mod:`visionkit.ops.matching`, where the detectors (which
 compute their loss inside ``forward`` in train mode) can import them; they are re-exported
 here for users of the training API.
@@ -14,10 +15,13 @@ Example:
 
 from visionkit.ops.losses import (
     ciou_loss,
+    class_shares,
     dice_loss,
     diou_loss,
     giou_loss,
     sigmoid_focal_loss,
+    soft_cross_entropy,
+    soft_dice_loss,
     varifocal_loss,
 )
 from visionkit.ops.matching import HungarianMatcher, hungarian_match
@@ -25,10 +29,13 @@ from visionkit.ops.matching import HungarianMatcher, hungarian_match
 __all__ = [
     "HungarianMatcher",
     "ciou_loss",
+    "class_shares",
     "dice_loss",
     "diou_loss",
     "giou_loss",
     "hungarian_match",
     "sigmoid_focal_loss",
+    "soft_cross_entropy",
+    "soft_dice_loss",
     "varifocal_loss",
 ]
