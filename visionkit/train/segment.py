@@ -36,7 +36,7 @@ from visionkit.data.records import IGNORE_INDEX
 from visionkit.data.transforms import eval_scale
 from visionkit.errors import ConfigError, DataError
 from visionkit.metrics.segmentation import SegmentationMetrics
-from visionkit.models.segment._segmenter import SemanticSegmenter
+from visionkit.models import SemanticSegmenter
 from visionkit.ops.losses import class_shares, soft_cross_entropy, soft_dice_loss
 from visionkit.train.distributed import all_reduce_sum, unwrap
 

@@ -98,7 +98,8 @@ class ScoreHead(nn.Conv2d):
     ``side_widths`` one more for each deeper stage, whose scores are upsampled and added.
 
     Every tensor that depends on the class count lives here, under ``head``, so a
-    weights file trained on other classes loads the body (see :mod:`._build`).
+    weights file trained on other classes loads the body (see
+    :mod:`visionkit.models.segment._build`).
 
     Args:
         width: Channels of the last decoder stage.
