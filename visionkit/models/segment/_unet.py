@@ -24,7 +24,7 @@ the last stage's, as FCN fuses the scores of its skip layers: the deep stages, w
 whole objects, then reach the logits (and the loss's gradient reaches them) through one
 convolution instead of through every thinner stage above them. On ``shapes`` at 256 px
 the small U-Net learns faster with it: validation mIoU 0.78 instead of 0.76 after the
-same 14 epochs, for a few hundred parameters.
+same 14 epochs, for 1,589 more parameters (7 classes).
 """
 
 from __future__ import annotations
