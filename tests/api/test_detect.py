@@ -111,22 +111,3 @@ def test_a_dataset_with_other_classes_is_refused_naming_it(shapes, oracle, tmp_p
     with pytest.raises(ConfigError) as error:
         _detect.validate(oracle, data=other, split="val", batch=2, device="cpu", project=tmp_path)
     assert "6 classes" in str(error.value) and str(other) in str(error.value)
-
-
-def test_mosaic_closes_for_the_last_epochs_of_the_planned_run():
-    class Mosaic:
-        closed_at = None
-
-        def close(self):
-            self.closed_at = self.closed_at or epoch
-
-    class Trainer:  # a time budget re-plans ``epochs`` during the run
-        epochs = 6
-
-    mosaic, trainer = Mosaic(), Trainer()
-    callback = _detect.CloseMosaic(mosaic, epochs=2)
-    for epoch in range(1, 5):
-        if epoch == 2:
-            trainer.epochs = 4
-        callback.on_epoch_start(trainer, epoch)
-    assert mosaic.closed_at == 3

@@ -252,6 +252,26 @@ def test_a_registry_model_gets_the_dataset_classes_and_other_classes_are_refused
     assert str(other) in str(error.value)
 
 
+def test_a_mosaic_run_tiles_its_first_epochs_and_ends_on_whole_images(tmp_path, monkeypatch):
+    data = _mask_dataset(tmp_path / "data")
+    seen: list[float] = []  # the mosaic probability of every training sample drawn
+
+    class Recording(_segment.Mosaic):
+        def __getitem__(self, index: int) -> Any:
+            seen.append(self.p)
+            return super().__getitem__(index)
+
+    monkeypatch.setattr(_segment, "Mosaic", Recording)
+    model = visionkit.Model("unet", base_width=4, depth=2)
+    result = model.train(
+        data=data, epochs=3, batch=2, imgsz=32, mosaic=1.0, close_mosaic=0.3,
+        project=tmp_path, **FAST,
+    )  # fmt: skip
+    assert seen == [1.0] * 2 * 2 + [0.0] * 2  # 2 images an epoch; 30 % of 3: the last
+    args = (result.run_dir / "args.yaml").read_text()
+    assert "mosaic: 1.0" in args and "close_mosaic: 0.3" in args
+
+
 def test_an_unknown_loss_and_a_missing_run_to_resume_are_refused(tmp_path):
     data = _mask_dataset(tmp_path / "data")
     with pytest.raises(ConfigError, match="field 'loss': unknown loss 'bce'"):

@@ -1,4 +1,5 @@
-"""Mosaic: boxes stay on their pixels, cut boxes go with their fields, seeds repeat samples."""
+"""Mosaic: boxes and semantic masks stay on their pixels, cut boxes go with their fields,
+seeds repeat samples."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from visionkit.data.mosaic import MIN_SIDE, MIN_VISIBLE, Mosaic
+from visionkit.data.records import IGNORE_INDEX
+from visionkit.data.transforms import PAD_VALUE
 from visionkit.errors import ConfigError
 
 COLOURS = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=torch.uint8)
@@ -67,6 +70,37 @@ class PaintedBoxes(Dataset):
                 mask &= keep
         pixels = image.float() / 255 if self.floating else image
         return tv_tensors.Image(pixels), target
+
+
+class PaintedClasses(Dataset):
+    """:class:`PaintedBoxes` as semantic samples: a ``tv_tensors.Mask`` of class indices,
+    1 + the box's class where it is painted, 0 (background) elsewhere."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.boxes = PaintedBoxes(**kwargs)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, index: int) -> tuple[Any, tv_tensors.Mask]:
+        image, target = self.boxes[index]
+        mask = torch.zeros(image.shape[-2:], dtype=torch.int64)
+        for box, label in zip(target["boxes"].int().tolist(), target["labels"], strict=True):
+            mask[box[1] : box[3], box[0] : box[2]] = label + 1
+        return image, tv_tensors.Mask(mask)
+
+
+class Uniform(Dataset):
+    """64 x 64 float images of one class colour each (item ``i`` is class ``i % 3``),
+    with the mask ``1 + class`` everywhere."""
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, index: int) -> tuple[Any, tv_tensors.Mask]:
+        label = index % len(COLOURS)
+        image = COLOURS[label][:, None, None].expand(3, 64, 64).float() / 255
+        return tv_tensors.Image(image), tv_tensors.Mask(torch.full((64, 64), label + 1))
 
 
 def _colour_at(image: torch.Tensor) -> torch.Tensor:
@@ -157,6 +191,51 @@ def test_p_zero_and_close_pass_items_through() -> None:
     mosaic = Mosaic(dataset, 64, p=1.0)
     mosaic.close()
     assert mosaic.p == 0 and torch.equal(mosaic[2][0], dataset[2][0])
+
+
+def test_semantic_masks_move_with_their_pixels_and_the_uncovered_canvas_is_ignored() -> None:
+    mosaic = Mosaic(PaintedClasses(height=40), 64, p=1.0)  # wide items leave gaps
+    uncovered = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        image, mask = mosaic[seed % 6]
+        assert isinstance(mask, tv_tensors.Mask) and mask.shape == (64, 64)
+        colour = _colour_at(image)
+        painted = colour >= 0
+        assert torch.equal(mask[painted], colour[painted] + 1)  # every class on its colour
+        blank = (image == 0).all(0)
+        assert (mask[blank] == 0).all()  # the items' background stays background
+        gap = (image == PAD_VALUE).all(0)
+        assert (mask[gap] == IGNORE_INDEX).all() and (painted | blank | gap).all()
+        uncovered += int(gap.sum())
+    assert uncovered > 0
+
+
+def test_zoomed_out_semantic_mosaic_is_four_whole_images_at_half_size() -> None:
+    mosaic = Mosaic(Uniform(), 64, p=1.0, scale=(0.5, 0.5))
+    for seed in range(6):
+        torch.manual_seed(seed)
+        image, mask = mosaic[seed]
+        assert image.shape == (3, 64, 64) and mask.shape == (64, 64)
+        for rows in (slice(0, 32), slice(32, 64)):
+            for cols in (slice(0, 32), slice(32, 64)):  # one whole image in each quadrant
+                label = int(mask[rows, cols][0, 0])
+                assert label != IGNORE_INDEX and (mask[rows, cols] == label).all()
+                colour = COLOURS[label - 1].float()[:, None, None].expand(3, 32, 32) / 255
+                torch.testing.assert_close(image[:, rows, cols], colour, atol=1e-3, rtol=0)
+        assert int(mask[0, 0]) == seed % 3 + 1  # the item asked for is the top left one
+
+
+def test_the_fill_value_paints_the_uncovered_canvas() -> None:
+    mosaic = Mosaic(PaintedClasses(height=40, floating=True), 64, p=1.0, fill=-1.0)
+    uncovered = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        image, mask = mosaic[0]
+        gap = mask == IGNORE_INDEX
+        assert (image[:, gap] == -1.0).all() and (image[:, ~gap] >= 0).all()
+        uncovered += int(gap.sum())
+    assert uncovered > 0
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import torch
 from visionkit.errors import ConfigError, DataError, WeightsError
 from visionkit.train import Callback, ClassificationTask, Trainer, load_checkpoint
 from visionkit.train import trainer as trainer_module
+from visionkit.train._task import CloseMosaic
 from visionkit.train.config import TrainConfig
 from visionkit.train.optim import build_optimizer, build_scheduler
 from visionkit.train.trainer import evaluate, train_one_epoch
@@ -422,3 +423,41 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     # The logs agree too (apart from timings): the same losses and metrics every epoch.
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(_rows(killed / "results.csv")) == drop(_rows(whole / "results.csv"))
+
+
+def test_mosaic_closes_for_the_last_epochs_of_the_planned_run():
+    class Mosaic:
+        closed_at = None
+
+        def close(self):
+            self.closed_at = self.closed_at or epoch
+
+    class Trainer:  # a time budget re-plans ``epochs`` during the run
+        epochs = 6
+
+    mosaic, trainer = Mosaic(), Trainer()
+    callback = CloseMosaic(mosaic, epochs=2)
+    for epoch in range(1, 5):
+        if epoch == 2:
+            trainer.epochs = 4
+        callback.on_epoch_start(trainer, epoch)
+    assert mosaic.closed_at == 3
+
+
+def test_a_share_below_one_closes_mosaic_for_that_share_of_the_planned_epochs():
+    class Mosaic:
+        closed_at = None
+
+        def close(self):
+            self.closed_at = self.closed_at or epoch
+
+    class Trainer:
+        epochs = 10
+
+    mosaic, trainer = Mosaic(), Trainer()
+    callback = CloseMosaic(mosaic, epochs=0.65)
+    for epoch in range(1, 11):
+        callback.on_epoch_start(trainer, epoch)
+    assert mosaic.closed_at == 4  # epochs 4-10: the last 6.5 of 10
+    with pytest.raises(ConfigError, match="field 'close_mosaic'"):
+        CloseMosaic(mosaic, epochs=-1)

@@ -45,7 +45,7 @@ from visionkit.models import Detector, ModelConfig
 from visionkit.models.weights import apply_state_dict
 from visionkit.structures import Detections
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
-from visionkit.train._task import Callback
+from visionkit.train._task import Callback, CloseMosaic
 from visionkit.train.detect import (
     CONFUSION_CONF,
     EVAL_CONF,
@@ -84,18 +84,6 @@ def from_checkpoint(
     return model.eval()
 
 
-class CloseMosaic(Callback):
-    """Switch mosaic off for the last ``epochs`` epochs, so training ends on whole images
-    at their real scale, the distribution the model meets in use (YOLOX, YOLOv8)."""
-
-    def __init__(self, mosaic: Mosaic, epochs: int) -> None:
-        self.mosaic, self.epochs = mosaic, epochs
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        if epoch > trainer.epochs - self.epochs:
-            self.mosaic.close()
-
-
 def fit(
     model: Any,
     *,
@@ -104,7 +92,7 @@ def fit(
     batch: int = 16,
     imgsz: int | None = None,
     mosaic: float | None = None,
-    close_mosaic: int = 2,
+    close_mosaic: float = 2,
     flip: float = 0.5,
     scale: tuple[float, float] = SCALE_RANGE,
     colour: bool = True,
@@ -130,7 +118,8 @@ def fit(
         imgsz: Square input side in pixels; the model's own size when None.
         mosaic: Probability of a mosaic sample; None uses the model family's default (on
             for ``yolo``, off otherwise, instance segmenters included).
-        close_mosaic: Final epochs trained without mosaic.
+        close_mosaic: Final epochs trained without mosaic; below 1, that share of the
+            planned epochs (see :class:`~visionkit.train._task.CloseMosaic`).
         flip, scale, colour: Training augmentation of whole images (see
             :func:`~visionkit.data.transforms.detection_transforms`); minutes-long runs on
             a CPU learn more with ``scale=(1, 1), colour=False, mosaic=0``.

@@ -75,8 +75,8 @@ class Model:
         classification takes those of :func:`visionkit.api._classify.fit` (``strategy``,
         ``teacher``, augmentation...), detection those of :func:`visionkit.api._detect.fit`
         (``mosaic``, ``close_mosaic``, augmentation, ``yolo``'s loss gains ``box``, ``cls``
-        and ``dfl``...), segmentation those of
-        :func:`visionkit.api._segment.fit` (``loss``, augmentation). All take ``epochs``,
+        and ``dfl``...), segmentation those of :func:`visionkit.api._segment.fit`
+        (``loss``, ``mosaic``, ``close_mosaic``, augmentation). All take ``epochs``,
         ``batch``, ``imgsz``, ``project``, ``name``, ``exist_ok``, ``resume`` and any
         :class:`~visionkit.train.TrainConfig` field (``lr``, ``optimizer``, ``seed``,
         ``device``...).

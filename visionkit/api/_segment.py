@@ -24,10 +24,12 @@ from visionkit.api._networks import keep_best_and_report
 from visionkit.api._results import SegmentationResult
 from visionkit.api._sources import Source, in_batches, iter_images
 from visionkit.data.datasets import SegmentationDataset, load_dataset
+from visionkit.data.mosaic import Mosaic
 from visionkit.data.transforms import SCALE_RANGE, segmentation_transforms
 from visionkit.models import ModelConfig, SemanticSegmenter
 from visionkit.models.weights import apply_state_dict
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
+from visionkit.train._task import Callback, CloseMosaic
 from visionkit.train.distributed import (
     broadcast_from_main,
     init_distributed,
@@ -48,6 +50,12 @@ from visionkit.viz.plots import plot_confusion_matrix
 
 DEFAULT_EPOCHS = 30
 """Training epochs when none are given."""
+
+MOSAIC_SCALE = (0.5, 0.5)
+"""The zoom of a segmentation mosaic: the whole canvas, four images at half their size, so
+a step costs what a step of whole images costs. In ``benchmarks/segmenters.py`` (2,000
+``shapes`` images of 256 px, 5 minutes on 2 threads) ``unet`` reaches validation mIoU
+0.799 with ``mosaic=1, close_mosaic=0.65``, against 0.756 on whole images throughout."""
 
 PREDICT_OUT = "runs/segment/predict"
 """Where ``predict(save=True)`` writes when no ``out`` is given."""
@@ -75,6 +83,8 @@ def fit(
     batch: int = 16,
     imgsz: int | None = None,
     loss: str = "ce+dice",
+    mosaic: float = 0.0,
+    close_mosaic: float = 0.65,
     flip: float = 0.5,
     scale: tuple[float, float] = SCALE_RANGE,
     colour: bool = True,
@@ -104,6 +114,12 @@ def fit(
         loss: ``"ce"``, ``"dice"`` or ``"ce+dice"`` (see
             :class:`~visionkit.train.segment.SegmentationTask` for why the sum is the
             default).
+        mosaic: Probability that a training sample is four images at half their size
+            (:class:`~visionkit.data.mosaic.Mosaic` zoomed out to the whole canvas): a
+            step of the same cost sees four times the images. A minutes-long run from
+            scratch learns faster with it; see :data:`MOSAIC_SCALE`.
+        close_mosaic: Final epochs trained on whole images; below 1, that share of the
+            planned epochs (the default: the last 65 %).
         flip, scale, colour: Training augmentation (see
             :func:`~visionkit.data.transforms.segmentation_transforms`); minutes-long runs
             on a CPU learn more with ``scale=(1, 1), colour=False``.
@@ -137,12 +153,18 @@ def fit(
     size = network.config.image_size
     augment = {"flip": flip, "scale": tuple(scale), "colour": colour}
     train_set.transforms = segmentation_transforms(True, size, **augment)
+    training: Any = train_set
+    callbacks: list[Callback] = []
+    if mosaic > 0:
+        # the items are normalised: 0 is the mean colour
+        training = Mosaic(train_set, size, p=mosaic, scale=MOSAIC_SCALE, fill=0.0)
+        callbacks.append(CloseMosaic(training, close_mosaic))
     run_dir = new_run_dir(project, "segment", name, exist_ok=exist_ok, resume=resume)
+    args = {"data": str(data), "model": network.config.name, "loss": loss, "mosaic": mosaic}
+    args |= {"close_mosaic": close_mosaic, **augment, "cache_images": cache_images}
     result = Trainer(
-        network, task, train_set, _scored_in_original_pixels(val_set, size), config, run_dir,
-        args={"data": str(data), "model": network.config.name, "loss": loss, **augment,
-              "cache_images": cache_images},
-        resume=resume,
+        network, task, training, _scored_in_original_pixels(val_set, size), config, run_dir,
+        args=args, callbacks=callbacks, resume=resume,
     ).fit()  # fmt: skip
     keep_best_and_report(network, result, validate, data=path, split="val", batch=batch,
                          device=config.device, project=project)  # fmt: skip

@@ -19,6 +19,7 @@ WHOLE_IMAGE_AUGMENTATION = [
 ]
 """Augmentation of whole images and their boxes or masks: ``detect`` and ``segment``."""
 
+CLOSE_MOSAIC = Option("close_mosaic", "final epochs without mosaic (below 1: a share)", float)
 CACHE_IMAGES = Option(
     "cache_images", "keep decoded images in memory after the first epoch (true/false)", parse_bool
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 from visionkit.cli._options import (
     BATCH,
     CACHE_IMAGES,
+    CLOSE_MOSAIC,
     DEVICE,
     JSON,
     MODEL,
@@ -50,7 +51,7 @@ _TRAIN = [
     WEIGHTS,
     *RUN,
     Option("mosaic", "probability of a mosaic sample (default: on for yolo)", float),
-    Option("close_mosaic", "final epochs trained without mosaic", int),
+    CLOSE_MOSAIC,
     Option("box", "yolo's box loss gain (default 7.5)", float),
     Option("cls", "yolo's classification loss gain (default 0.5)", float),
     Option("dfl", "yolo's distribution focal loss gain (default 1.5)", float),

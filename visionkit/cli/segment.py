@@ -13,6 +13,7 @@ import os
 from visionkit.cli._options import (
     BATCH,
     CACHE_IMAGES,
+    CLOSE_MOSAIC,
     DEVICE,
     JSON,
     MODEL,
@@ -85,6 +86,8 @@ _TRAIN = [
     WEIGHTS,
     *RUN,
     Option("loss", "ce, dice or ce+dice", choices=("ce", "dice", "ce+dice")),
+    Option("mosaic", "probability of a sample of four images at half size (default 0)", float),
+    CLOSE_MOSAIC,
     *WHOLE_IMAGE_AUGMENTATION,
     CACHE_IMAGES,
     *SETTINGS,

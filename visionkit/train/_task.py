@@ -5,7 +5,7 @@ The trainer owns the loop: loaders, optimiser, schedule, mixed precision, EMA, c
 logging and processes. A task owns what differs between problems: how a batch is formed,
 what loss a batch gives and how a model is scored. Any object with these members is a
 task; nothing needs to inherit from :class:`Task`. A :class:`Callback` changes a run
-between epochs (unfreezing layers, for instance).
+between epochs (unfreezing layers, or :class:`CloseMosaic`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from visionkit.errors import ConfigError
+
 if TYPE_CHECKING:
     from visionkit.train.trainer import Trainer
 
-__all__ = ["TASK_MEMBERS", "Callback", "Task"]
+__all__ = ["TASK_MEMBERS", "Callback", "CloseMosaic", "Task"]
 
 TASK_MEMBERS = ("name", "fitness_key", "collate", "loss", "evaluate")
 """What an object needs to be a :class:`Task`; the trainer refuses one that lacks any."""
@@ -88,3 +90,29 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: Mapping[str, Any]) -> None:
         """After epoch ``epoch`` is evaluated; ``metrics`` are its validation metrics (empty
         for an epoch that ``TrainConfig.val=False`` leaves unvalidated)."""
+
+
+class CloseMosaic(Callback):
+    """Switch mosaic off for the last ``epochs`` epochs, so training ends on whole images
+    at their real scale, the distribution the model meets in use (YOLOX, YOLOv8).
+
+    Args:
+        mosaic: A :class:`~visionkit.data.mosaic.Mosaic` (anything with ``close()``).
+        epochs: Epochs at the end of the planned run (:attr:`Trainer.epochs`, re-planned
+            under a time budget) that see whole images; below 1, a share of the planned
+            epochs, and every epoch that overlaps it (0.3 of 10 epochs: the last 3; 0.3 of
+            5: the last 2); 0 keeps mosaic to the end.
+
+    Raises:
+        ConfigError: ``epochs`` is negative.
+    """
+
+    def __init__(self, mosaic: Any, epochs: float) -> None:
+        if epochs < 0:
+            raise ConfigError(f"must be >= 0, got {epochs}", field="close_mosaic")
+        self.mosaic, self.epochs = mosaic, epochs
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        closed = self.epochs if self.epochs >= 1 else self.epochs * trainer.epochs
+        if epoch > trainer.epochs - closed:
+            self.mosaic.close()
