@@ -169,8 +169,8 @@ class Mosaic(Dataset):
 
 
 def _corner(size: torch.Size, quadrant: int, centre: list[int]) -> tuple[int, int]:
-    """Top-left corner ``(left, top)`` in canvas pixels of an image of ``size`` that has a
-    corner at ``centre`` (quadrants 0-3: top left, top right, bottom left, bottom right)."""
+    """Top-left corner ``(left, top)`` of an image of ``size`` that has a corner at
+    ``centre`` (quadrants 0-3: top left, top right, bottom left, bottom right)."""
     height, width = size
     left = centre[0] - width if quadrant in (0, 2) else centre[0]
     top = centre[1] - height if quadrant in (0, 1) else centre[1]
@@ -187,8 +187,8 @@ def _paste(canvas: torch.Tensor, image: torch.Tensor, left: int, top: int) -> No
 
 
 def _shifted(target: dict[str, Any], left: int, top: int, size: torch.Size) -> dict[str, Any]:
-    """A detection target whose image was pasted at ``(left, top)`` of a canvas of ``size``:
-    boxes shifted, instance masks pasted into empty canvas-sized masks."""
+    """A detection target whose image was pasted at ``(left, top)`` of a sample of ``size``:
+    boxes shifted, instance masks pasted into empty masks of the sample's size."""
     placed = dict(target)
     shift = torch.tensor([left, top, left, top], dtype=torch.float32)
     placed["boxes"] = target["boxes"].as_subclass(torch.Tensor).float() + shift
@@ -203,7 +203,7 @@ def _shifted(target: dict[str, Any], left: int, top: int, size: torch.Size) -> d
 def _concat_targets(
     tiles: list[dict[str, Any]], main: dict[str, Any], size: torch.Size
 ) -> dict[str, Any]:
-    """One target of the four tiles' boxes (canvas pixels), per-box fields and masks; other
+    """One target of the four tiles' boxes (sample pixels), per-box fields and masks; other
     fields (``image_id``...) are the main item's."""
     target = dict(main)
     boxes = torch.cat([t["boxes"] for t in tiles])
