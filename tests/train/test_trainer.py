@@ -425,39 +425,24 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     assert drop(_rows(killed / "results.csv")) == drop(_rows(whole / "results.csv"))
 
 
+def _first_closed_epoch(epochs: float, planned: list[int]) -> int | None:
+    """The epoch at whose start ``CloseMosaic(mosaic, epochs)`` first closes the mosaic,
+    the run's plan being ``planned[i]`` epochs at the start of epoch ``i + 1``."""
+    closed: list[int] = []
+    for epoch, plan in enumerate(planned, start=1):
+        mosaic = types.SimpleNamespace(close=lambda epoch=epoch: closed.append(epoch))
+        CloseMosaic(mosaic, epochs).on_epoch_start(types.SimpleNamespace(epochs=plan), epoch)
+    return min(closed, default=None)
+
+
 def test_mosaic_closes_for_the_last_epochs_of_the_planned_run():
-    class Mosaic:
-        closed_at = None
-
-        def close(self):
-            self.closed_at = self.closed_at or epoch
-
-    class Trainer:  # a time budget re-plans ``epochs`` during the run
-        epochs = 6
-
-    mosaic, trainer = Mosaic(), Trainer()
-    callback = CloseMosaic(mosaic, epochs=2)
-    for epoch in range(1, 5):
-        if epoch == 2:
-            trainer.epochs = 4
-        callback.on_epoch_start(trainer, epoch)
-    assert mosaic.closed_at == 3
+    # a time budget re-plans ``epochs`` during the run: 6, then 4
+    assert _first_closed_epoch(2, [6, 4, 4, 4]) == 3
+    assert _first_closed_epoch(0, [4, 4, 4, 4]) is None
 
 
 def test_a_share_below_one_closes_mosaic_for_that_share_of_the_planned_epochs():
-    class Mosaic:
-        closed_at = None
-
-        def close(self):
-            self.closed_at = self.closed_at or epoch
-
-    class Trainer:
-        epochs = 10
-
-    mosaic, trainer = Mosaic(), Trainer()
-    callback = CloseMosaic(mosaic, epochs=0.65)
-    for epoch in range(1, 11):
-        callback.on_epoch_start(trainer, epoch)
-    assert mosaic.closed_at == 4  # epochs 4-10: the last 6.5 of 10
+    assert _first_closed_epoch(0.65, [10] * 10) == 4  # epochs 4-10: the last 6.5 of 10
+    assert _first_closed_epoch(0.3, [5] * 5) == 4  # 1.5 of 5: the epochs that overlap it
     with pytest.raises(ConfigError, match="field 'close_mosaic'"):
-        CloseMosaic(mosaic, epochs=-1)
+        CloseMosaic(types.SimpleNamespace(), epochs=-1)
