@@ -27,6 +27,7 @@ from visionkit.data.synthetic.export import export_synthetic
 from visionkit.errors import ConfigError, DataError, ImageError, WeightsError
 from visionkit.models import ModelConfig, SemanticSegmenter
 from visionkit.ops.masks import rle_to_mask
+from visionkit.train import _task
 
 SHAPES_SIDE = 64
 """Side of the synthetic images, and of the network's input."""
@@ -256,12 +257,12 @@ def test_a_mosaic_run_tiles_its_first_epochs_and_ends_on_whole_images(tmp_path, 
     data = _mask_dataset(tmp_path / "data")
     seen: list[float] = []  # the mosaic probability of every training sample drawn
 
-    class Recording(_segment.Mosaic):
+    class Recording(_task.Mosaic):
         def __getitem__(self, index: int) -> Any:
             seen.append(self.p)
             return super().__getitem__(index)
 
-    monkeypatch.setattr(_segment, "Mosaic", Recording)
+    monkeypatch.setattr(_task, "Mosaic", Recording)
     model = visionkit.Model("unet", base_width=4, depth=2)
     result = model.train(
         data=data, epochs=3, batch=2, imgsz=32, mosaic=1.0, close_mosaic=0.3,

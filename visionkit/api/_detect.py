@@ -31,7 +31,6 @@ from visionkit.data.datasets import (
     load_dataset,
 )
 from visionkit.data.images import read_image
-from visionkit.data.mosaic import Mosaic
 from visionkit.data.records import Catalog
 from visionkit.data.transforms import (
     SCALE_RANGE,
@@ -45,7 +44,7 @@ from visionkit.models import Detector, ModelConfig
 from visionkit.models.weights import apply_state_dict
 from visionkit.structures import Detections
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
-from visionkit.train._task import Callback, CloseMosaic
+from visionkit.train._task import with_mosaic
 from visionkit.train.detect import (
     CONFUSION_CONF,
     EVAL_CONF,
@@ -163,11 +162,7 @@ def fit(
     train_set.transforms = detection_transforms(True, size, **augment)
     val_set.transforms = detection_transforms(False, size)
     p = float(network.uses_mosaic) if mosaic is None else mosaic
-    callbacks: list[Callback] = []
-    training: Any = train_set
-    if p > 0:
-        training = Mosaic(train_set, size, p=p)
-        callbacks.append(CloseMosaic(training, close_mosaic))
+    training, callbacks = with_mosaic(train_set, size, p, close_mosaic)
     run_dir = new_run_dir(project, "detect", name, exist_ok=exist_ok, resume=resume)
     args = {"data": str(data), "model": network.config.name, "mosaic": p}
     args |= {"close_mosaic": close_mosaic, **augment, "cache_images": cache_images, **gains}

@@ -24,12 +24,11 @@ from visionkit.api._networks import keep_best_and_report
 from visionkit.api._results import SegmentationResult
 from visionkit.api._sources import Source, in_batches, iter_images
 from visionkit.data.datasets import SegmentationDataset, load_dataset
-from visionkit.data.mosaic import Mosaic
 from visionkit.data.transforms import SCALE_RANGE, segmentation_transforms
 from visionkit.models import ModelConfig, SemanticSegmenter
 from visionkit.models.weights import apply_state_dict
 from visionkit.train import TrainConfig, Trainer, TrainResult, new_run_dir
-from visionkit.train._task import Callback, CloseMosaic
+from visionkit.train._task import with_mosaic
 from visionkit.train.distributed import (
     broadcast_from_main,
     init_distributed,
@@ -153,12 +152,10 @@ def fit(
     size = network.config.image_size
     augment = {"flip": flip, "scale": tuple(scale), "colour": colour}
     train_set.transforms = segmentation_transforms(True, size, **augment)
-    training: Any = train_set
-    callbacks: list[Callback] = []
-    if mosaic > 0:
-        # the items are normalised: 0 is the mean colour
-        training = Mosaic(train_set, size, p=mosaic, scale=MOSAIC_SCALE, fill=0.0)
-        callbacks.append(CloseMosaic(training, close_mosaic))
+    # the items are normalised: a fill of 0 is the mean colour
+    training, callbacks = with_mosaic(
+        train_set, size, mosaic, close_mosaic, scale=MOSAIC_SCALE, fill=0.0
+    )
     run_dir = new_run_dir(project, "segment", name, exist_ok=exist_ok, resume=resume)
     args = {"data": str(data), "model": network.config.name, "loss": loss, "mosaic": mosaic}
     args |= {"close_mosaic": close_mosaic, **augment, "cache_images": cache_images}

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from visionkit.data.mosaic import Mosaic
 from visionkit.errors import ConfigError
 
 if TYPE_CHECKING:
     from visionkit.train.trainer import Trainer
 
-__all__ = ["TASK_MEMBERS", "Callback", "CloseMosaic", "Task"]
+__all__ = ["TASK_MEMBERS", "Callback", "CloseMosaic", "Task", "with_mosaic"]
 
 TASK_MEMBERS = ("name", "fitness_key", "collate", "loss", "evaluate")
 """What an object needs to be a :class:`Task`; the trainer refuses one that lacks any."""
@@ -116,3 +117,16 @@ class CloseMosaic(Callback):
         closed = self.epochs if self.epochs >= 1 else self.epochs * trainer.epochs
         if epoch > trainer.epochs - closed:
             self.mosaic.close()
+
+
+def with_mosaic(
+    dataset: Any, imgsz: int, p: float, close_mosaic: float, **options: Any
+) -> tuple[Any, list[Callback]]:
+    """The training data and callbacks of a run with mosaic probability ``p``: ``dataset``
+    in a :class:`~visionkit.data.mosaic.Mosaic` (``options``: its ``scale``, ``fill``)
+    and the :class:`CloseMosaic` that ends it; ``dataset`` and no callback when ``p`` is 0.
+    """
+    if p <= 0:
+        return dataset, []
+    mosaic = Mosaic(dataset, imgsz, p=p, **options)
+    return mosaic, [CloseMosaic(mosaic, close_mosaic)]

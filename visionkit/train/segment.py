@@ -170,10 +170,10 @@ class SegmentationTask:
         """The loss terms that :attr:`loss_name` asks for, against each logit cell's class
         shares (:func:`~visionkit.ops.losses.class_shares`; one-hot at the masks' size)."""
         shares = class_shares(masks, self.num_classes, logits.shape[-2:], self.ignore_index)
-        parts = {}
-        if "ce" in self.loss_name.split("+"):
+        parts, terms = {}, self.loss_name.split("+")
+        if "ce" in terms:
             parts["ce"] = soft_cross_entropy(logits, shares, self.label_smoothing)
-        if "dice" in self.loss_name:
+        if "dice" in terms:
             parts["dice"] = soft_dice_loss(logits, shares)
         return parts
 
