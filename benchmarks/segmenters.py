@@ -61,12 +61,12 @@ SHORT_RUN = {
 colour jitter teach little in the first few epochs), and a fifth of an epoch of warmup
 (the default whole epoch would be a third of a 3-epoch run); ``unet`` also takes batches
 of 4 at lr 2e-3 (in trials of equal time, 1e-3 and 3e-3 ended about 0.02 mIoU lower, and
-batches of 8 at 2e-3 0.03 lower), and trains its first epochs on mosaics of four images
-at half size until the last 65 % (``close_mosaic=0.65``): 0.799 mIoU in this benchmark
-against 0.756 on whole images throughout. Three settings buy more steps in the budget:
-bfloat16 autocast where the CPU computes it natively (see :func:`native_precision`),
-decoded images and masks kept in memory, and one validation at the end instead of one an
-epoch."""
+batches of 8 at 2e-3 0.03 lower, batches of 2 0.01 lower), and trains its first epochs on
+mosaics of four images at half size until the last 65 % (``close_mosaic=0.65``):
+0.79-0.80 mIoU in this benchmark (two runs) against 0.756 on whole images throughout.
+Three settings buy more steps in the budget: bfloat16 autocast where the CPU computes it
+natively (see :func:`native_precision`), decoded images and masks kept in memory, and one
+validation at the end instead of one an epoch."""
 AUGMENT_KEYS = ("flip", "scale", "colour")
 
 FAMILIES = {

@@ -226,6 +226,23 @@ def test_zoomed_out_semantic_mosaic_is_four_whole_images_at_half_size() -> None:
         assert int(mask[0, 0]) == seed % 3 + 1  # the item asked for is the top left one
 
 
+def test_transforms_run_once_on_every_sample_after_tiling() -> None:
+    calls = []  # the image of every call
+
+    def to_float(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(image)
+        return image.float() / 255, mask
+
+    items = PaintedClasses()
+    for p in (1.0, 0.0):
+        calls.clear()
+        torch.manual_seed(0)
+        image, mask = Mosaic(items, 64, p=p, scale=(0.5, 0.5), transforms=to_float)[2]
+        assert len(calls) == 1 and calls[0].dtype == torch.uint8 and image.dtype == torch.float32
+        assert torch.equal(image, calls[0].float() / 255) and mask.shape == (64, 64)
+    assert torch.equal(calls[0], items[2][0])  # p=0 passes the item itself
+
+
 def test_the_fill_value_paints_the_uncovered_canvas() -> None:
     mosaic = Mosaic(PaintedClasses(height=40, floating=True), 64, p=1.0, fill=-1.0)
     uncovered = 0

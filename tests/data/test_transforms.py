@@ -14,6 +14,7 @@ from visionkit.data.transforms import (
     PadBottomRight,
     classification_transforms,
     detection_transforms,
+    normalised_float,
     segmentation_transforms,
 )
 
@@ -175,6 +176,18 @@ def test_segmentation_training_augmentation_can_be_turned_off_one_option_at_a_ti
         assert torch.equal(out_mask, expected_mask.flip(-1))
         changed += not torch.equal(jittered(image, mask)[1], expected_mask)
     assert changed >= 2  # the default scale jitter moves the mask
+
+
+def test_segmentation_without_normalisation_leaves_uint8_for_normalised_float() -> None:
+    image, mask = _semantic_scene()
+    for train in (True, False):
+        torch.manual_seed(0)
+        expected = segmentation_transforms(train, imgsz=64)(image, mask)
+        torch.manual_seed(0)
+        pixels, out_mask = segmentation_transforms(train, imgsz=64, normalise=False)(image, mask)
+        assert pixels.dtype == torch.uint8 and isinstance(pixels, tv_tensors.Image)
+        normalised, same_mask = normalised_float()(pixels, out_mask)
+        assert torch.equal(normalised, expected[0]) and torch.equal(same_mask, expected[1])
 
 
 def test_pad_bottom_right_leaves_large_inputs_alone() -> None:

@@ -284,6 +284,17 @@ def test_class_shares_average_each_cell_and_leave_ignored_pixels_out() -> None:
     assert uneven[0, :, 1, 1].tolist() == pytest.approx([0.0, 0.25, 0.5])
 
 
+def test_class_shares_of_equal_cells_pool_the_one_hot_targets_of_every_image() -> None:
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 5, (3, 24, 32), generator=generator)
+    targets[torch.rand(targets.shape, generator=generator) < 0.2] = 255
+    onehot = torch.nn.functional.one_hot(targets.clamp(max=4), 5).permute(0, 3, 1, 2).float()
+    onehot *= (targets != 255)[:, None]
+    for size in ((6, 8), (12, 4), (1, 1)):
+        expected = torch.nn.functional.adaptive_avg_pool2d(onehot, size)
+        torch.testing.assert_close(class_shares(targets.to(torch.uint8), 5, size), expected)
+
+
 def test_class_shares_refuse_labels_out_of_range_and_unfit_shapes() -> None:
     with pytest.raises(DataError, match=r"target values \[4\] are outside 0..2"):
         class_shares(torch.tensor([[[0, 4]]]), 3, (1, 1))

@@ -30,6 +30,7 @@ from visionkit.ops.losses import class_shares, dice_loss, soft_cross_entropy, so
 from visionkit.train.segment import (
     SegmentationTask,
     WithOriginalMasks,
+    class_indices,
     collate_segmentation,
     to_original_size,
 )
@@ -258,3 +259,10 @@ def test_torchrun_processes_merge_their_shards(shapes, val_set, tmp_path):
         assert report["pixels"] == pixels
         assert report["miou"] == pytest.approx(report["alone"], abs=1e-12)
     assert reports[0]["miou"] == reports[1]["miou"]
+
+
+def test_class_indices_are_argmax_along_the_class_dimension_ties_to_the_first():
+    scores = torch.randint(0, 3, (2, 5, 9, 11)).float()  # many ties
+    assert torch.equal(class_indices(scores, dim=1), scores.argmax(dim=1))
+    channels_last = scores.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(class_indices(channels_last[0], dim=0), scores[0].argmax(dim=0))

@@ -20,7 +20,7 @@ import torch
 from visionkit.errors import ConfigError, DataError, WeightsError
 from visionkit.train import Callback, ClassificationTask, Trainer, load_checkpoint
 from visionkit.train import trainer as trainer_module
-from visionkit.train._task import CloseMosaic
+from visionkit.train._task import CloseMosaic, with_mosaic
 from visionkit.train.config import TrainConfig
 from visionkit.train.optim import build_optimizer, build_scheduler
 from visionkit.train.trainer import evaluate, train_one_epoch
@@ -446,3 +446,12 @@ def test_a_share_below_one_closes_mosaic_for_that_share_of_the_planned_epochs():
     assert _first_closed_epoch(0.3, [5] * 5) == 4  # 1.5 of 5: the epochs that overlap it
     with pytest.raises(ConfigError, match="field 'close_mosaic'"):
         CloseMosaic(types.SimpleNamespace(), epochs=-1)
+
+
+def test_with_mosaic_wraps_the_data_even_at_zero_and_refuses_a_probability_out_of_range():
+    items = list(range(5))
+    training, callbacks = with_mosaic(items, 32, 0.0, 0.65)
+    assert [training[i] for i in range(5)] == items and len(callbacks) == 1
+    for p in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=f"field 'mosaic': must be in \\[0, 1\\], got {p}"):
+            with_mosaic(items, 32, p, 0.65)

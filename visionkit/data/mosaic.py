@@ -26,6 +26,7 @@ learn shapes and textures from many small images, the last ones (after
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -71,6 +72,9 @@ class Mosaic(Dataset):
             of the four images, smaller; 0.5 shows the whole canvas).
         fill: The canvas's value where no image lands; ``None`` is :data:`PAD_VALUE` on
             the items' scale (0-255 or 0-1). Items normalised to zero mean want 0.
+        transforms: Applied to every sample, tiled or passed through, after tiling: the
+            steps that touch every pixel (conversion to float, normalisation) then run
+            once a sample instead of once an item, and the items are tiled as ``uint8``.
 
     Raises:
         ConfigError: ``imgsz``, ``p`` or ``scale`` out of range.
@@ -87,6 +91,7 @@ class Mosaic(Dataset):
         p: float = 1.0,
         scale: tuple[float, float] = (1.0, 1.0),
         fill: float | None = None,
+        transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
     ) -> None:
         if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 1:
             raise ConfigError(f"must be a positive int, got {imgsz!r}", field="imgsz")
@@ -101,6 +106,7 @@ class Mosaic(Dataset):
         self.p = float(p)
         self.scale = (float(scale[0]), float(scale[1]))
         self.fill = fill
+        self.transforms = transforms
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -111,9 +117,11 @@ class Mosaic(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         if self.p == 0 or torch.rand(()).item() >= self.p:
-            return self.dataset[index]
-        others = torch.randint(len(self.dataset), (3,)).tolist()
-        return self._combine([self.dataset[i] for i in [index, *others]])
+            sample = self.dataset[index]
+        else:
+            others = torch.randint(len(self.dataset), (3,)).tolist()
+            sample = self._combine([self.dataset[i] for i in [index, *others]])
+        return sample if self.transforms is None else self.transforms(*sample)
 
     def _combine(self, items: list[tuple[Any, Any]]) -> tuple[Any, Any]:
         """Tile four items around a random centre of the canvas and crop the sample.

@@ -55,6 +55,7 @@ __all__ = [
     "detection_image_transform",
     "detection_transforms",
     "eval_scale",
+    "normalised_float",
     "segmentation_transforms",
 ]
 
@@ -171,6 +172,7 @@ def segmentation_transforms(
     flip: float = 0.5,
     scale: tuple[float, float] = SCALE_RANGE,
     colour: bool = True,
+    normalise: bool = True,
 ) -> v2.Compose:
     """Segmentation pipeline for :class:`~visionkit.data.datasets.SegmentationDataset` samples.
 
@@ -187,16 +189,26 @@ def segmentation_transforms(
         flip: Probability of a horizontal flip (train only).
         scale: Range of the random rescale factor after fitting ``imgsz`` (train only).
         colour: Jitter brightness, contrast, saturation and hue (train only).
+        normalise: End with :func:`normalised_float`; False leaves the image ``uint8``
+            for a step that comes before it (see :class:`~visionkit.data.mosaic.Mosaic`'s
+            ``transforms``).
 
     Returns:
-        A callable ``(image, mask) -> (image, mask)``: ``float32`` ``[3, imgsz, imgsz]``
-        and a mask ``[imgsz, imgsz]`` of the input's dtype.
+        A callable ``(image, mask) -> (image, mask)``: ``float32`` (``uint8`` without
+        ``normalise``) ``[3, imgsz, imgsz]`` and a mask ``[imgsz, imgsz]`` of the input's
+        dtype.
     """
     if train:
         steps = _train_geometry(imgsz, IGNORE_INDEX, flip, scale, colour)
     else:
         steps = _eval_geometry(imgsz, IGNORE_INDEX)
-    return v2.Compose([v2.ToImage(), *steps, *_to_normalised_float()])
+    return v2.Compose([v2.ToImage(), *steps, *(_to_normalised_float() if normalise else [])])
+
+
+def normalised_float() -> v2.Compose:
+    """The last steps of :func:`segmentation_transforms`: a ``uint8`` image to ``float32``
+    0-1, normalised with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`; masks untouched."""
+    return v2.Compose(_to_normalised_float())
 
 
 def classification_transforms(

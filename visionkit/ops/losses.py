@@ -220,13 +220,12 @@ def class_shares(
     if targets.dim() != 3:
         raise ConfigError(f"targets must be [B, H, W], got {list(targets.shape)}", field="targets")
     valid = _valid_targets(targets, num_classes, ignore_index)
-    shares = _one_hot(targets, valid, num_classes)
     if size is None or tuple(size) == tuple(targets.shape[-2:]):
-        return shares
+        return _one_hot(targets, valid, num_classes)
     (height, width), (rows, cols) = targets.shape[-2:], size
-    if height % rows == 0 and width % cols == 0:  # equal cells: 2x faster than adaptive
-        return F.avg_pool2d(shares, (height // rows, width // cols))
-    return F.adaptive_avg_pool2d(shares, (rows, cols))
+    if height % rows == 0 and width % cols == 0:
+        return _equal_cell_shares(targets, valid, num_classes, rows, cols)
+    return F.adaptive_avg_pool2d(_one_hot(targets, valid, num_classes), (rows, cols))
 
 
 def soft_cross_entropy(
@@ -336,6 +335,27 @@ def _one_hot(targets: torch.Tensor, valid: torch.Tensor, num_classes: int) -> to
     onehot = torch.zeros(batch, num_classes, *rest, device=targets.device)
     index = torch.where(valid, targets, 0).long().unsqueeze(1)
     return onehot.scatter_(1, index, valid.unsqueeze(1).float())
+
+
+def _equal_cell_shares(
+    targets: torch.Tensor, valid: torch.Tensor, num_classes: int, rows: int, cols: int
+) -> torch.Tensor:
+    """:func:`class_shares` on a grid whose cells are equal (``rows`` and ``cols`` divide
+    the targets' sides): each class's labelled pixels in every cell, counted by one
+    ``bincount`` and divided by the cell's area. This skips the float one-hot tensor,
+    ``C`` times the targets' size, that pooling would average (350 MB for 16 masks of 512
+    px and 21 classes), and takes half its time on a CPU."""
+    batch, height, width = targets.shape
+    device = targets.device
+    cell_rows = torch.arange(height, device=device) // (height // rows)
+    cell_cols = torch.arange(width, device=device) // (width // cols)
+    cells = cell_rows[:, None] * cols + cell_cols  # [H, W]: the cell of each pixel
+    planes = torch.arange(batch, device=device)[:, None, None] * num_classes + targets.long()
+    bins = batch * num_classes * rows * cols  # one more bin collects the unlabelled pixels
+    index = torch.where(valid, planes * (rows * cols) + cells, bins)
+    counts = torch.bincount(index.view(-1), minlength=bins + 1)[:bins]
+    area = (height // rows) * (width // cols)
+    return counts.view(batch, num_classes, rows, cols).float() / area
 
 
 def _valid_targets(

@@ -123,10 +123,15 @@ def with_mosaic(
     dataset: Any, imgsz: int, p: float, close_mosaic: float, **options: Any
 ) -> tuple[Any, list[Callback]]:
     """The training data and callbacks of a run with mosaic probability ``p``: ``dataset``
-    in a :class:`~visionkit.data.mosaic.Mosaic` (``options``: its ``scale``, ``fill``)
-    and the :class:`CloseMosaic` that ends it; ``dataset`` and no callback when ``p`` is 0.
+    in a :class:`~visionkit.data.mosaic.Mosaic` (``options``: its ``scale``, ``fill``,
+    ``transforms``; at ``p`` 0 it passes every item through) and the :class:`CloseMosaic`
+    that ends it.
+
+    Raises:
+        ConfigError: ``p`` outside ``[0, 1]`` (field ``mosaic``) or a negative
+            ``close_mosaic``.
     """
-    if p <= 0:
-        return dataset, []
+    if not 0 <= p <= 1:
+        raise ConfigError(f"must be in [0, 1], got {p!r}", field="mosaic")
     mosaic = Mosaic(dataset, imgsz, p=p, **options)
     return mosaic, [CloseMosaic(mosaic, close_mosaic)]

@@ -44,6 +44,7 @@ __all__ = [
     "LOSSES",
     "SegmentationTask",
     "WithOriginalMasks",
+    "class_indices",
     "collate_segmentation",
     "images_and_masks",
     "to_original_size",
@@ -158,10 +159,10 @@ class SegmentationTask:
             loss = torch.stack(list(self._parts(logits, masks).values())).sum()
             loss_and_count += torch.tensor([loss.item() * len(images), len(images)])
             if len(batch) == 2:
-                metrics.update(logits.argmax(dim=1), masks)
+                metrics.update(class_indices(logits, dim=1), masks)
                 continue
             for scores, original in zip(logits, batch[2], strict=True):
-                found = to_original_size(scores, tuple(original.shape)).argmax(dim=0)
+                found = class_indices(to_original_size(scores, tuple(original.shape)), dim=0)
                 metrics.update(found[None], original[None])
         total, count = all_reduce_sum(loss_and_count).tolist()
         return {"loss": total / count if count else float("nan"), **metrics.compute()}
@@ -221,3 +222,10 @@ def to_original_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     sy, sx = eval_scale(height, width, side)
     kept = logits[None, :, : round(sy * height), : round(sx * width)].float()
     return F.interpolate(kept, size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+def class_indices(scores: torch.Tensor, dim: int) -> torch.Tensor:
+    """The index of the largest score along the class dimension ``dim``: ``argmax``'s
+    answer, through ``max``, which a CPU computes about 10x faster along a dimension that
+    is not the innermost (one contiguous ``[7, 256, 256]`` map: 0.9 ms instead of 11)."""
+    return scores.max(dim=dim).indices
