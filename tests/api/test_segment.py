@@ -271,6 +271,11 @@ def test_a_mosaic_run_tiles_its_first_epochs_and_ends_on_whole_images(tmp_path, 
     assert seen == [1.0] * 2 * 2 + [0.0] * 2  # 2 images an epoch; 30 % of 3: the last
     args = (result.run_dir / "args.yaml").read_text()
     assert "mosaic: 1.0" in args and "close_mosaic: 0.3" in args
+    with pytest.raises(ConfigError, match=r"field 'mosaic': was 1\.0 when the run started"):
+        model.train(
+            data=data, epochs=3, batch=2, imgsz=32, close_mosaic=0.3, project=tmp_path,
+            resume=True, **FAST,
+        )  # fmt: skip
 
 
 def test_an_unknown_loss_and_a_missing_run_to_resume_are_refused(tmp_path):

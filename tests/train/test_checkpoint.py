@@ -173,6 +173,18 @@ def test_open_for_resume_refreezes_and_checks_task(tmp_path):
     assert caught.value.field == "trainable"
 
 
+def test_open_for_resume_checks_the_recorded_args_when_the_checkpoint_has_them(tmp_path):
+    model, path = torch.nn.Linear(2, 2), tmp_path / "last.pt"
+    args = {"data": "shapes", "mosaic": 1.0, "scale": (1.0, 1.0), "cache_images": True}
+    save_checkpoint(path, _state(trainable=["weight"], args=args))
+    open_for_resume(path, "classify", TrainConfig(), model, {**args, "cache_images": False})
+    with pytest.raises(ConfigError, match=r"was 1\.0 when the run started, now 0\.0") as caught:
+        open_for_resume(path, "classify", TrainConfig(), model, {**args, "mosaic": 0.0})
+    assert caught.value.field == "mosaic" and str(path) in str(caught.value)
+    save_checkpoint(path, _state(trainable=["weight"]))  # written before args were kept
+    open_for_resume(path, "classify", TrainConfig(), model, {**args, "mosaic": 0.0})
+
+
 def test_files_are_readable_by_others(tmp_path):
     save_checkpoint(tmp_path / "last.pt", _state())
     assert os.stat(tmp_path / "last.pt").st_mode & 0o044 == 0o044

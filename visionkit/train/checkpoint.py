@@ -18,7 +18,10 @@ exactly where it stopped, and nothing that ``torch.load(weights_only=True)`` ref
   partly frozen model freezes the same parameters;
 - ``"plan"`` (optional): ``{"epochs": planned epochs, "steps": planned optimiser steps
   (``None`` before the first plan), "seconds": wall time of the finished epochs}``, which a
-  run with a time budget continues from.
+  run with a time budget continues from;
+- ``"args"`` (optional): the settings that the task's API records beside the
+  :class:`~visionkit.train.TrainConfig` (data, model, augmentation, mosaic...), which a
+  resuming run must repeat as :func:`check_resume` says.
 
 Files are written to a temporary file in the same folder, flushed to disk and renamed over
 the target, so a run killed at any moment leaves either the old or the new file whole.
@@ -73,12 +76,15 @@ CHECKPOINT_KEYS = (
 )
 """Every key of a training checkpoint; :func:`load_checkpoint` refuses a file lacking one."""
 
-RESUMABLE_CHANGES = frozenset({"device", "workers", "quiet", "patience", "save_period"})
-"""Settings that may differ when a run resumes: they change where and how visibly it runs,
-or when it stops, not what one step computes. Every other setting (``epochs`` included,
-since it sets the cosine schedule's length) must match; to train longer, start a new run
-from the weights. A different ``device`` or ``workers`` continues the run correctly but
-not bit-identically (other kernels; other sample-to-worker assignment)."""
+RESUMABLE_CHANGES = frozenset(
+    {"device", "workers", "quiet", "patience", "save_period", "cache_images"}
+)
+"""Settings that may differ when a run resumes: they change where, how fast and how
+visibly it runs, or when it stops, not what one step computes. Every other setting
+(``epochs`` included, since it sets the cosine schedule's length) must match; to train
+longer, start a new run from the weights. A different ``device`` or ``workers`` continues
+the run correctly but not bit-identically (other kernels; other sample-to-worker
+assignment)."""
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -202,7 +208,11 @@ def _show(value: Any, missing: object) -> str:
 
 
 def open_for_resume(
-    path: str | Path, task_name: str, config: TrainConfig, model: nn.Module
+    path: str | Path,
+    task_name: str,
+    config: TrainConfig,
+    model: nn.Module,
+    args: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load the checkpoint a run resumes from, check it fits, and refreeze ``model``.
 
@@ -214,6 +224,8 @@ def open_for_resume(
         task_name: The resuming task's name; must be the checkpoint's.
         config: The resuming run's settings; see :func:`check_resume`.
         model: The model about to be trained (not wrapped).
+        args: The resuming run's other recorded settings, checked against the
+            checkpoint's ``"args"`` the same way (a checkpoint without them is not).
 
     Raises:
         WeightsError: See :func:`load_checkpoint`; or the checkpoint names parameters that
@@ -225,6 +237,8 @@ def open_for_resume(
         found = f"the run was {checkpoint['task']!r}, not {task_name!r}"
         raise ConfigError(found, file=path, field="task")
     check_resume(checkpoint["train_config"], config.to_dict(), file=path)
+    if "args" in checkpoint:
+        check_resume(checkpoint["args"], dict(args or {}), file=path)
     trainable, named = set(checkpoint["trainable"]), dict(model.named_parameters())
     unknown = sorted(trainable - set(named))
     if unknown:

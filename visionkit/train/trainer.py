@@ -189,7 +189,8 @@ class Trainer:
         train_data, val_data: Map-style datasets; the task's ``collate`` batches them.
         config: The run's settings.
         run_dir: The run folder (see :func:`~visionkit.train.run_dir.new_run_dir`).
-        args: More settings to record in ``args.yaml`` (data, model, weights, ...).
+        args: More settings to record in ``args.yaml`` (data, model, weights, ...), and in
+            the checkpoints: a resumed run must repeat them (plain values only).
         callbacks: Hooks called at each epoch's start and end.
         resume: Continue from ``<run_dir>/weights/last.pt``: model, optimiser, schedule,
             scaler, EMA, random generators, epoch and frozen parameters are restored.
@@ -272,7 +273,9 @@ class Trainer:
         seed_everything(config.seed + self.context.rank)
         checkpoint = None
         if self.resume:
-            checkpoint = open_for_resume(self.last_path, self.task.name, config, self.model)
+            checkpoint = open_for_resume(
+                self.last_path, self.task.name, config, self.model, self.args
+            )
         model = self.model.to(self.device)
         train_loader, val_loader = self._loaders()
         self.optimizer = build_optimizer(model, config)
@@ -464,6 +467,7 @@ class Trainer:
             "rng": rng,
             "trainable": [name for name, p in model.named_parameters() if p.requires_grad],
             "plan": {"epochs": self.epochs, "steps": self.steps, "seconds": self.seconds},
+            "args": self.args,
         }
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
